@@ -1,0 +1,237 @@
+/* compile.c: the pipeline driver.
+ *
+ * kl_compile() reads as the list of passes.  It owns the module (one arena
+ * per compilation, freed on success and failure alike) and the table of
+ * specialisations reached through calls, which infer asks for through
+ * KlModule.resolve_call.  Requires the GIL: the frontend reads Python
+ * objects.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include "compile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* One function specialisation of the module being compiled. */
+typedef struct Spec {
+    void *pyfunc;               /* the Python function (borrowed) */
+    const KlType **argtypes;    /* its argument types (arena) */
+    int32_t nargs;
+    int32_t index;              /* its index in mod->funcs */
+    int done;                   /* typed (infer finished) */
+} Spec;
+
+typedef struct Driver {
+    Spec *specs;                /* malloc'ed */
+    int32_t nspecs, cap;
+    const KlType *root_ret;     /* return annotation of the entry */
+} Driver;
+
+/* Records the source file of `pyfunc` in d unless an inner function
+ * already did. */
+static void
+note_file(KlDiag *d, void *pyfunc)
+{
+    if (d->kind == KL_DIAG_NONE || d->file[0] != '\0') {
+        return;
+    }
+    PyObject *code = PyObject_GetAttrString(pyfunc, "__code__");
+    if (code == NULL) {
+        PyErr_Clear();
+        return;
+    }
+    const char *name = PyUnicode_AsUTF8(((PyCodeObject *)code)->co_filename);
+    if (name != NULL) {
+        snprintf(d->file, sizeof(d->file), "%s", name);
+    }
+    else {
+        PyErr_Clear();
+    }
+    Py_DECREF(code);
+}
+
+static Spec *
+find_spec(Driver *dr, void *pyfunc, const KlType **argtypes, int32_t nargs)
+{
+    for (int32_t i = 0; i < dr->nspecs; i++) {
+        Spec *s = &dr->specs[i];
+        if (s->pyfunc == pyfunc && s->nargs == nargs
+            && memcmp(s->argtypes, argtypes,
+                      sizeof(KlType *) * (size_t)nargs) == 0) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static Spec *
+add_spec(Driver *dr, KlModule *m, void *pyfunc, const KlType **argtypes,
+         int32_t nargs)
+{
+    if (dr->nspecs == dr->cap) {
+        int32_t cap = dr->cap ? dr->cap * 2 : 8;
+        Spec *p = realloc(dr->specs, sizeof(Spec) * (size_t)cap);
+        if (p == NULL) {
+            return NULL;
+        }
+        dr->specs = p;
+        dr->cap = cap;
+    }
+    const KlType **copy = kl_arena_alloc(&m->arena,
+                                         sizeof(KlType *) * (size_t)(nargs + 1));
+    if (copy == NULL) {
+        return NULL;
+    }
+    memcpy(copy, argtypes, sizeof(KlType *) * (size_t)nargs);
+    Spec *s = &dr->specs[dr->nspecs++];
+    *s = (Spec){pyfunc, copy, nargs, -1, 0};
+    return s;
+}
+
+/* KlResolveCall: the specialisation of `pyfunc` for `argtypes`, built and
+ * typed on first request.  The first request made is the entry point. */
+static int32_t
+resolve(KlModule *m, void *pyfunc, const KlType **argtypes, int32_t nargs,
+        int line, KlDiag *d)
+{
+    Driver *dr = m->resolve_ctx;
+    Spec *s = find_spec(dr, pyfunc, argtypes, nargs);
+    if (s != NULL) {
+        KlFunc *f = m->funcs[s->index];
+        if (!s->done && f->ret_type == NULL) {
+            return kl_compile_error(d, line, "recursive call to %s() needs a "
+                                    "return type annotation", f->name);
+        }
+        return s->index;
+    }
+    s = add_spec(dr, m, pyfunc, argtypes, nargs);
+    if (s == NULL) {
+        return kl_error(d, KL_DIAG_NOMEM, line, "out of memory");
+    }
+    int32_t spec_no = (int32_t)(s - dr->specs);
+    const KlType **types = s->argtypes;
+    KlFunc *f = kl_build_ir(m, pyfunc, d);
+    if (f == NULL) {
+        note_file(d, pyfunc);
+        return -1;
+    }
+    if (f->nparams != nargs) {
+        kl_compile_error(d, line, "%s() takes %d positional arguments but %d "
+                         "were given", f->name, f->nparams, nargs);
+        return -1;
+    }
+    f->param_types = types;
+    if (m->nfuncs == 1) {
+        f->ret_type = dr->root_ret;
+    }
+    dr->specs[spec_no].index = m->nfuncs - 1;
+    if (kl_infer(f, d) < 0) {
+        note_file(d, pyfunc);
+        return -1;
+    }
+    dr->specs[spec_no].done = 1;
+    return dr->specs[spec_no].index;
+}
+
+/* Copies the module's raise table out of the arena into c, taking a
+ * reference to each user exception class. */
+static int
+keep_raises(KlCompiled *c, const KlModule *m)
+{
+    c->raises = calloc((size_t)m->nraises + 1, sizeof(KlRaiseSite));
+    if (c->raises == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0; i < m->nraises; i++) {
+        KlRaiseSite s = m->raises[i];
+        s.msg = strdup(s.msg);
+        if (s.msg == NULL) {
+            return -1;
+        }
+        Py_XINCREF((PyObject *)s.exc_class);
+        c->raises[i] = s;
+        c->nraises = i + 1;
+    }
+    return 0;
+}
+
+/* Lowers and verifies every function of the module. */
+static int
+lower_all(KlModule *m, KlDiag *d)
+{
+    for (int32_t i = 0; i < m->nfuncs; i++) {
+        KlFunc *f = m->funcs[i];
+        if (kl_lower(f, d) < 0 || kl_verify(f, 1, d) < 0) {
+            if (d->file[0] == '\0') {
+                snprintf(d->file, sizeof(d->file), "%s", f->filename);
+            }
+            return -1;
+        }
+    }
+    return 0;
+}
+
+KlCompiled *
+kl_compile(void *func, const KlType **argtypes, int32_t nargs,
+           const KlType *ret_annot, KlOptions options, int want_text,
+           KlDiag *d)
+{
+    KlCompiled *c = calloc(1, sizeof(KlCompiled));
+    KlModule *m = kl_module_new(options);
+    Driver dr = {NULL, 0, 0, ret_annot};
+    if (c == NULL || m == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto fail;
+    }
+    m->resolve_call = resolve;
+    m->resolve_ctx = &dr;
+
+    if (resolve(m, func, argtypes, nargs, 0, d) < 0
+        || lower_all(m, d) < 0) {
+        goto fail;
+    }
+    if (want_text && (c->ir_text = kl_module_print(m)) == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto fail;
+    }
+    c->entry = kl_llvm_compile(m, want_text ? &c->text : NULL, d);
+    if (c->entry == NULL) {
+        goto fail;
+    }
+    c->ret_type = m->funcs[0]->ret_type;
+    if (keep_raises(c, m) < 0) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto fail;
+    }
+    free(dr.specs);
+    kl_module_free(m);
+    return c;
+
+fail:
+    if (d->kind == KL_DIAG_NONE) {
+        kl_internal_error(d, "compilation failed without a diagnostic");
+    }
+    free(dr.specs);
+    kl_module_free(m);
+    kl_compiled_free(c);
+    return NULL;
+}
+
+void
+kl_compiled_free(KlCompiled *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    for (int32_t i = 0; i < c->nraises; i++) {
+        free((char *)c->raises[i].msg);
+        Py_XDECREF((PyObject *)c->raises[i].exc_class);
+    }
+    free(c->raises);
+    free(c->ir_text);
+    free(c->text.llvm_ir);
+    free(c->text.asm_text);
+    free(c);
+}

@@ -1,0 +1,94 @@
+/* compile.h: the compile pipeline's entry points and the calling
+ * convention of compiled code.
+ *
+ * Layers (each calls only the ones below it):
+ *   dispatch.c  -> compile.c (driver) -> frontend/ -> passes/ -> backend/
+ *
+ * Calling convention of every compiled entry point (KlEntry):
+ *   status = entry(args, ret, st)
+ *   args[i]  points to argument i: a scalar stored as its C type (bool as
+ *            uint8_t 0/1, int64_t, float, double, complex as {re, im}), or
+ *            an array as a KlArrayArg;
+ *   ret      points to at least 16 bytes receiving a scalar result (not
+ *            written for None);
+ *   status   0 on success; 1 when the kernel raised, with *st filled.
+ */
+#ifndef KILN_COMPILE_H
+#define KILN_COMPILE_H
+
+#include "ir/ir.h"
+
+/* An array argument as compiled code sees it (shape and strides are the
+ * ndarray's own: npy_intp is int64 on every supported platform). */
+typedef struct KlArrayArg {
+    char *data;             /* first element */
+    const int64_t *shape;   /* ndim extents */
+    const int64_t *strides; /* ndim byte strides */
+} KlArrayArg;
+
+/* What a raising kernel reports. */
+typedef struct KlStatus {
+    int32_t site;           /* index into the module's raise table */
+    int32_t pad;            /* unused */
+    int64_t payload[3];     /* the raise's int64 operands, for its message */
+} KlStatus;
+
+typedef int32_t (*KlEntry)(void **args, void *ret, KlStatus *st);
+
+/* ---- frontend (frontend/build.c) ------------------------------------ */
+
+/* Builds the Python-level IR of Python function `func` (a PyObject *
+ * function) into module m; the caller sets param_types afterwards.
+ * Globals are resolved now: constants become `const`, functions become
+ * callees, math/builtins become py_builtin.  NULL with d filled for
+ * anything outside kiln's language. */
+KlFunc *kl_build_ir(KlModule *m, void *func, KlDiag *d);
+
+/* ---- passes --------------------------------------------------------- */
+
+/* passes/infer.c: gives every instruction a type, from f->param_types and
+ * (for calls) m->resolve_call; sets f->ret_type unless annotated. */
+int kl_infer(KlFunc *f, KlDiag *d);
+/* passes/lower.c: replaces every Python-level op of a typed function by
+ * primitive ops, making Python semantics explicit (promotion, floor
+ * division, negative indices, bounds checks, error raises). */
+int kl_lower(KlFunc *f, KlDiag *d);
+
+/* ---- CPU backend (backend/llvm/) ------------------------------------ */
+
+/* Text views of one compilation, for inspect_llvm() / inspect_asm(). */
+typedef struct KlLlvmText {
+    char *llvm_ir;          /* optimised LLVM IR (malloc'ed) */
+    char *asm_text;         /* host assembly (malloc'ed) */
+} KlLlvmText;
+
+/* Compiles a lowered module to host code through LLVM and the ORC JIT and
+ * returns the entry point of m->funcs[0] (code lives until process exit).
+ * When text is non-NULL it receives the optimised IR and assembly.
+ * NULL with d filled on failure. */
+KlEntry kl_llvm_compile(KlModule *m, KlLlvmText *text, KlDiag *d);
+
+/* ---- driver (compile.c) -------------------------------------------- */
+
+/* One compiled specialisation, owned by the dispatcher's cache. */
+typedef struct KlCompiled {
+    KlEntry entry;          /* the code */
+    const KlType *ret_type; /* type of what entry writes to *ret */
+    KlRaiseSite *raises;    /* raise table (malloc'ed; msg strings and a
+                               reference to each user exc_class owned) */
+    int32_t nraises;
+    char *ir_text;          /* lowered kiln IR, when text was requested */
+    KlLlvmText text;        /* LLVM IR and assembly, when requested */
+} KlCompiled;
+
+/* Compiles Python function `func` (PyObject *) for argument types
+ * argtypes[0..nargs) and an optional return annotation (NULL: inferred).
+ * The pipeline: frontend, infer, lower, verify, LLVM.  want_text keeps the
+ * IR, LLVM IR and assembly texts.  NULL with d filled on failure.
+ * Requires the GIL. */
+KlCompiled *kl_compile(void *func, const KlType **argtypes, int32_t nargs,
+                       const KlType *ret_annot, KlOptions options,
+                       int want_text, KlDiag *d);
+void kl_compiled_free(KlCompiled *c);
+
+#endif /* KILN_COMPILE_H */

@@ -1,0 +1,606 @@
+/* ir.c: opcode tables, IR construction, the verifier and the printer
+ * (see ir.h).  The printed form is stable: golden tests and inspect_ir()
+ * rely on it. */
+#include "ir.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- opcode tables ---------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    int nargs;
+    int flags;
+} op_info[] = {
+#define KL_OP(name, nargs, flags, doc) {#name, nargs, flags},
+#include "ops.h"
+#undef KL_OP
+};
+
+const char *
+kl_op_name(KlOp op)
+{
+    return op_info[op].name;
+}
+
+int
+kl_op_nargs(KlOp op)
+{
+    return op_info[op].nargs;
+}
+
+int
+kl_op_flags(KlOp op)
+{
+    return op_info[op].flags;
+}
+
+static const struct {
+    const char *name;
+    int nargs;
+} math_info[] = {
+#define KL_X(name, nargs) {#name, nargs},
+    KL_MATHFNS(KL_X)
+#undef KL_X
+};
+
+const char *
+kl_math_name(KlMathFn fn)
+{
+    return math_info[fn].name;
+}
+
+int
+kl_math_nargs(KlMathFn fn)
+{
+    return math_info[fn].nargs;
+}
+
+static const char *builtin_pynames[] = {
+#define KL_X(name, pyname) pyname,
+    KL_BUILTINS(KL_X)
+#undef KL_X
+};
+
+const char *
+kl_builtin_pyname(KlBuiltin b)
+{
+    return builtin_pynames[b];
+}
+
+int
+kl_builtin_lookup(const char *pyname)
+{
+    for (int i = 0; i < KL_BI__COUNT; i++) {
+        if (strcmp(builtin_pynames[i], pyname) == 0) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* ---- construction ----------------------------------------------------- */
+
+KlModule *
+kl_module_new(KlOptions options)
+{
+    KlModule *m = calloc(1, sizeof(KlModule));
+    if (m == NULL) {
+        return NULL;
+    }
+    kl_arena_init(&m->arena);
+    m->options = options;
+    return m;
+}
+
+void
+kl_module_free(KlModule *m)
+{
+    if (m != NULL) {
+        kl_arena_free(&m->arena);
+        free(m);
+    }
+}
+
+/* Makes room for one more element in an arena array; -1 when out of
+ * memory. */
+static int
+reserve(KlArena *a, void **items, int32_t len, int32_t *cap, size_t elem)
+{
+    if (len < *cap) {
+        return 0;
+    }
+    int32_t n = *cap ? *cap * 2 : 16;
+    void *p = kl_arena_grow(a, *items, elem, (size_t)len, (size_t)n);
+    if (p == NULL) {
+        return -1;
+    }
+    *items = p;
+    *cap = n;
+    return 0;
+}
+
+KlFunc *
+kl_func_new(KlModule *m, const char *name)
+{
+    KlFunc *f = kl_arena_alloc(&m->arena, sizeof(KlFunc));
+    if (f == NULL
+        || reserve(&m->arena, (void **)&m->funcs, m->nfuncs, &m->cap_funcs,
+                   sizeof(KlFunc *)) < 0) {
+        return NULL;
+    }
+    f->mod = m;
+    f->name = kl_arena_strdup(&m->arena, name ? name : "?");
+    f->filename = "?";
+    if (f->name == NULL || kl_block_new(f) < 0) {
+        return NULL;
+    }
+    m->funcs[m->nfuncs++] = f;
+    return f;
+}
+
+int32_t
+kl_raise_site(KlModule *m, KlExcKind kind, int line, void *exc_class,
+              const char *msg)
+{
+    for (int32_t i = 0; i < m->nraises; i++) {
+        KlRaiseSite *s = &m->raises[i];
+        if (s->kind == kind && s->line == line && s->exc_class == exc_class
+            && strcmp(s->msg, msg ? msg : "") == 0) {
+            return i;
+        }
+    }
+    if (reserve(&m->arena, (void **)&m->raises, m->nraises, &m->cap_raises,
+                sizeof(KlRaiseSite)) < 0) {
+        return -1;
+    }
+    const char *copy = kl_arena_strdup(&m->arena, msg ? msg : "");
+    if (copy == NULL) {
+        return -1;
+    }
+    m->raises[m->nraises] = (KlRaiseSite){kind, line, exc_class, copy};
+    return m->nraises++;
+}
+
+int32_t
+kl_block_new(KlFunc *f)
+{
+    if (reserve(&f->mod->arena, (void **)&f->blocks, f->nblocks,
+                &f->cap_blocks, sizeof(KlBlock)) < 0) {
+        return -1;
+    }
+    KlBlock *b = &f->blocks[f->nblocks];
+    memset(b, 0, sizeof(*b));
+    b->loop = -1;
+    return f->nblocks++;
+}
+
+/* Creates an instruction not yet placed in any block. */
+static int32_t
+new_inst(KlFunc *f, int32_t b, KlOp op, const KlType *type, int line,
+         int32_t nargs, const int32_t *args)
+{
+    KlArena *a = &f->mod->arena;
+    if (reserve(a, (void **)&f->insts, f->ninsts, &f->cap_insts,
+                sizeof(KlInst)) < 0) {
+        return -1;
+    }
+    KlInst *in = &f->insts[f->ninsts];
+    memset(in, 0, sizeof(*in));
+    in->op = op;
+    in->type = type;
+    in->line = line;
+    in->block = b;
+    in->nargs = nargs;
+    if (nargs > 0) {
+        in->args = kl_arena_alloc(a, sizeof(int32_t) * (size_t)nargs);
+        if (in->args == NULL) {
+            return -1;
+        }
+        memcpy(in->args, args, sizeof(int32_t) * (size_t)nargs);
+    }
+    return f->ninsts++;
+}
+
+int32_t
+kl_emit(KlFunc *f, int32_t b, KlOp op, const KlType *type, int line,
+        int32_t nargs, const int32_t *args)
+{
+    int32_t id = new_inst(f, b, op, type, line, nargs, args);
+    if (id < 0 || kl_vec_push(&f->mod->arena, &f->blocks[b].insts, id) < 0) {
+        return -1;
+    }
+    return id;
+}
+
+int32_t
+kl_bparam_add(KlFunc *f, int32_t b, const KlType *type)
+{
+    int32_t id = new_inst(f, b, KL_OP_bparam, type, 0, 0, NULL);
+    KlBlock *blk = &f->blocks[b];
+    if (id < 0 || kl_vec_push(&f->mod->arena, &blk->insts, id) < 0) {
+        return -1;
+    }
+    int32_t *items = blk->insts.items;
+    memmove(items + blk->nparams + 1, items + blk->nparams,
+            sizeof(int32_t) * (size_t)(blk->insts.len - 1 - blk->nparams));
+    items[blk->nparams] = id;
+    f->insts[id].imm.i = blk->nparams++;
+    return id;
+}
+
+int32_t
+kl_loop_new(KlFunc *f, int32_t header, int32_t body, int32_t exit,
+            int32_t parent, int parallel)
+{
+    if (reserve(&f->mod->arena, (void **)&f->loops, f->nloops, &f->cap_loops,
+                sizeof(KlLoop)) < 0) {
+        return -1;
+    }
+    f->loops[f->nloops] = (KlLoop){header, body, exit, parent,
+                                   (uint8_t)(parallel != 0)};
+    return f->nloops++;
+}
+
+int32_t
+kl_const_int(KlFunc *f, int32_t b, const KlType *t, int64_t v, int line)
+{
+    int32_t id = kl_emit(f, b, KL_OP_const, t, line, 0, NULL);
+    if (id >= 0) {
+        f->insts[id].imm.i = v;
+    }
+    return id;
+}
+
+int32_t
+kl_const_float(KlFunc *f, int32_t b, const KlType *t, double v, int line)
+{
+    int32_t id = kl_emit(f, b, KL_OP_const, t, line, 0, NULL);
+    if (id >= 0) {
+        f->insts[id].imm.f = v;
+    }
+    return id;
+}
+
+int32_t
+kl_jump(KlFunc *f, int32_t b, int32_t target, int32_t nargs,
+        const int32_t *args, int line)
+{
+    int32_t id = kl_emit(f, b, KL_OP_jump, kl_void, line, nargs, args);
+    if (id >= 0) {
+        f->insts[id].imm.i = target;
+    }
+    return id;
+}
+
+int32_t
+kl_branch(KlFunc *f, int32_t b, int32_t cond, int32_t if_true,
+          int32_t if_false, int line)
+{
+    int32_t id = kl_emit(f, b, KL_OP_branch, kl_void, line, 1, &cond);
+    if (id >= 0) {
+        f->insts[id].imm.i = if_true;
+        f->insts[id].aux = if_false;
+    }
+    return id;
+}
+
+int32_t
+kl_block_term(const KlFunc *f, int32_t b)
+{
+    const KlVec *v = &f->blocks[b].insts;
+    if (v->len == 0) {
+        return -1;
+    }
+    int32_t last = v->items[v->len - 1];
+    return (kl_op_flags(f->insts[last].op) & KL_TERM) ? last : -1;
+}
+
+/* ---- verifier --------------------------------------------------------- */
+
+static int
+verify_target(const KlFunc *f, const KlInst *in, int64_t target, int nargs,
+              KlDiag *d)
+{
+    if (target < 0 || target >= f->nblocks) {
+        return kl_internal_error(d, "%s: %s to missing block %" PRId64,
+                                 f->name, kl_op_name(in->op), target);
+    }
+    if (f->blocks[target].nparams != nargs) {
+        return kl_internal_error(d, "%s: %s passes %d values to b%" PRId64
+                                 " which takes %d", f->name,
+                                 kl_op_name(in->op), nargs, target,
+                                 f->blocks[target].nparams);
+    }
+    return 0;
+}
+
+static int
+verify_inst(const KlFunc *f, int32_t b, int32_t pos, int primitive,
+            const char *seen, KlDiag *d)
+{
+    int32_t id = f->blocks[b].insts.items[pos];
+    const KlInst *in = &f->insts[id];
+    int flags = kl_op_flags(in->op);
+    int fixed = kl_op_nargs(in->op);
+    if (in->block != b) {
+        return kl_internal_error(d, "%s: %%%d listed in b%d but owned by b%d",
+                                 f->name, id, b, in->block);
+    }
+    if (fixed >= 0 && in->nargs != fixed) {
+        return kl_internal_error(d, "%s: %%%d: %s takes %d operands, has %d",
+                                 f->name, id, kl_op_name(in->op), fixed,
+                                 in->nargs);
+    }
+    if (primitive && (flags & KL_PYLEVEL)) {
+        return kl_internal_error(d, "%s: %%%d: Python-level %s after lower",
+                                 f->name, id, kl_op_name(in->op));
+    }
+    if (primitive && in->type == NULL) {
+        return kl_internal_error(d, "%s: %%%d: untyped", f->name, id);
+    }
+    if ((flags & KL_TERM) != 0 && pos != f->blocks[b].insts.len - 1) {
+        return kl_internal_error(d, "%s: terminator %%%d inside b%d",
+                                 f->name, id, b);
+    }
+    if ((in->op == KL_OP_bparam) != (pos < f->blocks[b].nparams)) {
+        return kl_internal_error(d, "%s: b%d: params must come first",
+                                 f->name, b);
+    }
+    for (int32_t i = 0; i < in->nargs; i++) {
+        int32_t a = in->args[i];
+        if (a < 0 || a >= f->ninsts) {
+            return kl_internal_error(d, "%s: %%%d: operand %d out of range",
+                                     f->name, id, a);
+        }
+        if (f->insts[a].block == b && !seen[a]) {
+            return kl_internal_error(d, "%s: %%%d uses %%%d before its "
+                                     "definition", f->name, id, a);
+        }
+    }
+    if (in->op == KL_OP_jump) {
+        return verify_target(f, in, in->imm.i, in->nargs, d);
+    }
+    if (in->op == KL_OP_branch) {
+        if (verify_target(f, in, in->imm.i, 0, d) < 0
+            || verify_target(f, in, in->aux, 0, d) < 0) {
+            return -1;
+        }
+        if (primitive && f->insts[in->args[0]].type != kl_bool) {
+            return kl_internal_error(d, "%s: %%%d: branch on non-bool",
+                                     f->name, id);
+        }
+    }
+    return 0;
+}
+
+int
+kl_verify(const KlFunc *f, int primitive, KlDiag *d)
+{
+    char *seen = calloc((size_t)f->ninsts + 1, 1);
+    if (seen == NULL) {
+        return kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    int rc = 0;
+    for (int32_t b = 0; b < f->nblocks && rc == 0; b++) {
+        const KlBlock *blk = &f->blocks[b];
+        if (kl_block_term(f, b) < 0) {
+            rc = kl_internal_error(d, "%s: b%d has no terminator", f->name, b);
+            break;
+        }
+        for (int32_t p = 0; p < blk->insts.len && rc == 0; p++) {
+            rc = verify_inst(f, b, p, primitive, seen, d);
+            seen[blk->insts.items[p]] = 1;
+        }
+    }
+    free(seen);
+    return rc;
+}
+
+/* ---- printer ---------------------------------------------------------- */
+
+typedef struct Buf {
+    char *s;
+    size_t len, cap;
+    int failed;
+} Buf;
+
+static void
+bprintf(Buf *b, const char *fmt, ...)
+{
+    if (b->failed) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (b->len + (size_t)n + 1 > b->cap) {
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *s = realloc(b->s, cap);
+        if (s == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
+static const char *binop_names[] = {"add", "sub", "mul", "truediv",
+                                    "floordiv", "mod", "pow", "lshift",
+                                    "rshift", "and", "or", "xor"};
+static const char *unop_names[] = {"neg", "pos", "not", "invert"};
+static const char *cmp_names[] = {"lt", "le", "eq", "ne", "gt", "ge"};
+static const char *attr_names[] = {"shape", "size", "ndim", "real", "imag"};
+
+/* The sub-opcode and immediate part of an instruction's text. */
+static void
+print_details(Buf *b, const KlInst *in)
+{
+    switch (in->op) {
+    case KL_OP_const:
+        if (in->type == NULL || in->type->kind == KL_T_INT
+            || in->type->kind == KL_T_BOOL) {
+            bprintf(b, " %" PRId64, in->imm.i);
+        }
+        else if (in->type->kind == KL_T_FLOAT) {
+            bprintf(b, " %.17g", in->imm.f);
+        }
+        else if (in->type->kind == KL_T_COMPLEX) {
+            bprintf(b, " (%.17g%+.17gj)", in->imm.c.re, in->imm.c.im);
+        }
+        else {
+            bprintf(b, " None");
+        }
+        break;
+    case KL_OP_arg:
+    case KL_OP_dim:
+        bprintf(b, " %" PRId64, in->imm.i);
+        break;
+    case KL_OP_py_binop:
+        bprintf(b, " %s", binop_names[in->aux]);
+        break;
+    case KL_OP_py_unop:
+        bprintf(b, " %s", unop_names[in->aux]);
+        break;
+    case KL_OP_py_cmp:
+    case KL_OP_cmp:
+        bprintf(b, " %s", cmp_names[in->aux]);
+        break;
+    case KL_OP_py_getattr:
+        bprintf(b, " %s", attr_names[in->aux]);
+        break;
+    case KL_OP_py_builtin:
+        bprintf(b, " %s", kl_builtin_pyname(in->aux));
+        break;
+    case KL_OP_math:
+        bprintf(b, " %s", kl_math_name(in->aux));
+        break;
+    case KL_OP_py_call:
+        bprintf(b, " callee%" PRId64, in->imm.i);
+        break;
+    case KL_OP_call:
+        bprintf(b, " f%" PRId64, in->imm.i);
+        break;
+    case KL_OP_raise:
+        bprintf(b, " site%" PRId64, in->imm.i);
+        break;
+    default:
+        break;
+    }
+}
+
+static void
+print_inst(Buf *b, const KlFunc *f, int32_t id)
+{
+    const KlInst *in = &f->insts[id];
+    bprintf(b, "    ");
+    if (in->type != kl_void) {
+        bprintf(b, "%%%d:%s = ", id, in->type ? in->type->name : "?");
+    }
+    bprintf(b, "%s", kl_op_name(in->op));
+    print_details(b, in);
+    if (in->op == KL_OP_jump) {
+        bprintf(b, " b%" PRId64 "(", in->imm.i);
+    }
+    for (int32_t i = 0; i < in->nargs; i++) {
+        bprintf(b, "%s%%%d", i == 0 && in->op != KL_OP_jump ? " " :
+                i == 0 ? "" : ", ", in->args[i]);
+    }
+    if (in->op == KL_OP_jump) {
+        bprintf(b, ")");
+    }
+    if (in->op == KL_OP_branch) {
+        bprintf(b, ", b%" PRId64 ", b%d", in->imm.i, in->aux);
+    }
+    bprintf(b, "\n");
+}
+
+static void
+print_func(Buf *b, const KlFunc *f, int index)
+{
+    bprintf(b, "func f%d %s(", index, f->name);
+    for (int32_t i = 0; i < f->nparams; i++) {
+        bprintf(b, "%s%s: %s", i ? ", " : "",
+                f->param_names ? f->param_names[i] : "?",
+                f->param_types && f->param_types[i] ?
+                f->param_types[i]->name : "?");
+    }
+    bprintf(b, ") -> %s\n", f->ret_type ? f->ret_type->name : "?");
+    for (int32_t l = 0; l < f->nloops; l++) {
+        const KlLoop *lp = &f->loops[l];
+        bprintf(b, "  loop%d: header b%d, body b%d, exit b%d, parent %d%s\n",
+                l, lp->header, lp->body, lp->exit, lp->parent,
+                lp->parallel ? ", parallel" : "");
+    }
+    for (int32_t k = 0; k < f->nblocks; k++) {
+        const KlBlock *blk = &f->blocks[k];
+        bprintf(b, "  b%d(", k);
+        for (int32_t p = 0; p < blk->nparams; p++) {
+            const KlInst *in = &f->insts[blk->insts.items[p]];
+            bprintf(b, "%s%%%d:%s", p ? ", " : "", blk->insts.items[p],
+                    in->type ? in->type->name : "?");
+        }
+        bprintf(b, "):");
+        if (blk->loop >= 0) {
+            bprintf(b, "  ; loop%d", blk->loop);
+        }
+        bprintf(b, "\n");
+        int line = -1;
+        for (int32_t p = blk->nparams; p < blk->insts.len; p++) {
+            int32_t id = blk->insts.items[p];
+            if (f->insts[id].line != line && f->insts[id].line > 0) {
+                line = f->insts[id].line;
+                bprintf(b, "    ; line %d\n", line);
+            }
+            print_inst(b, f, id);
+        }
+    }
+}
+
+char *
+kl_func_print(const KlFunc *f)
+{
+    Buf b = {0};
+    int index = 0;
+    for (int32_t i = 0; i < f->mod->nfuncs; i++) {
+        if (f->mod->funcs[i] == f) {
+            index = i;
+        }
+    }
+    print_func(&b, f, index);
+    if (b.failed) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}
+
+char *
+kl_module_print(const KlModule *m)
+{
+    Buf b = {0};
+    for (int32_t i = 0; i < m->nfuncs; i++) {
+        if (i > 0) {
+            bprintf(&b, "\n");
+        }
+        print_func(&b, m->funcs[i], i);
+    }
+    for (int32_t i = 0; i < m->nraises; i++) {
+        bprintf(&b, "site%d: kind %d, line %d, \"%s\"\n", i, m->raises[i].kind,
+                m->raises[i].line, m->raises[i].msg);
+    }
+    if (b.failed || b.s == NULL) {
+        free(b.s);
+        return NULL;
+    }
+    return b.s;
+}

@@ -1,0 +1,266 @@
+/* ir.h: kiln's intermediate representation, the only contract between the
+ * frontend and the backends.
+ *
+ * A module holds functions; a function holds blocks and instructions in
+ * two tables, referred to by int32 index (never by pointer).  Every
+ * instruction is a value (its index is its value id); those without a
+ * result have type void.  SSA with block parameters: a block's parameters
+ * are its first `bparam` instructions, and each `jump` passes one operand
+ * per parameter.  `branch` targets take no parameters.  Block 0 is the
+ * entry; its first instructions are the `arg`s.
+ *
+ * Two levels share the IR: Python-level ops from the frontend (flag
+ * KL_PYLEVEL) are typed by passes/infer.c and replaced by primitive ops in
+ * passes/lower.c; backends see primitive ops only.  Opcodes: ir/ops.h.
+ *
+ * All IR memory belongs to the module's arena.
+ */
+#ifndef KILN_IR_H
+#define KILN_IR_H
+
+#include "../kiln.h"
+#include "../types.h"
+
+/* ---- opcodes --------------------------------------------------------- */
+
+enum {
+    KL_PURE = 1,     /* no side effects */
+    KL_COMM = 2,     /* commutative */
+    KL_TERM = 4,     /* terminator */
+    KL_PYLEVEL = 8,  /* Python-level: before lower only */
+};
+
+typedef enum KlOp {
+#define KL_OP(name, nargs, flags, doc) KL_OP_##name,
+#include "ops.h"
+#undef KL_OP
+    KL_OP__COUNT
+} KlOp;
+
+const char *kl_op_name(KlOp op);
+int kl_op_nargs(KlOp op);           /* -1: variable */
+int kl_op_flags(KlOp op);
+
+/* py_binop aux: the operator, inplace forms included. */
+typedef enum KlBinop {
+    KL_BIN_ADD, KL_BIN_SUB, KL_BIN_MUL, KL_BIN_TRUEDIV, KL_BIN_FLOORDIV,
+    KL_BIN_MOD, KL_BIN_POW, KL_BIN_LSHIFT, KL_BIN_RSHIFT, KL_BIN_AND,
+    KL_BIN_OR, KL_BIN_XOR,
+} KlBinop;
+
+/* py_unop aux. */
+typedef enum KlUnop { KL_UN_NEG, KL_UN_POS, KL_UN_NOT, KL_UN_INVERT } KlUnop;
+
+/* py_cmp and cmp aux. */
+typedef enum KlCmp {
+    KL_CMP_LT, KL_CMP_LE, KL_CMP_EQ, KL_CMP_NE, KL_CMP_GT, KL_CMP_GE
+} KlCmp;
+
+/* py_getattr aux. */
+typedef enum KlAttr {
+    KL_ATTR_SHAPE, KL_ATTR_SIZE, KL_ATTR_NDIM, KL_ATTR_REAL, KL_ATTR_IMAG
+} KlAttr;
+
+/* libm functions reachable from kernels: X(name, nargs).  Each is the C
+ * function of that name on double (and its `f`-suffixed twin on float). */
+#define KL_MATHFNS(X)                                                     \
+    X(sqrt, 1) X(sin, 1) X(cos, 1) X(tan, 1) X(asin, 1) X(acos, 1)        \
+    X(atan, 1) X(atan2, 2) X(sinh, 1) X(cosh, 1) X(tanh, 1) X(asinh, 1)   \
+    X(acosh, 1) X(atanh, 1) X(exp, 1) X(exp2, 1) X(expm1, 1) X(log, 1)    \
+    X(log2, 1) X(log10, 1) X(log1p, 1) X(pow, 2) X(fabs, 1) X(hypot, 2)   \
+    X(copysign, 2) X(fmod, 2) X(erf, 1) X(erfc, 1) X(tgamma, 1)           \
+    X(lgamma, 1) X(floor, 1) X(ceil, 1) X(trunc, 1) X(rint, 1)
+
+typedef enum KlMathFn {
+#define KL_X(name, nargs) KL_MATH_##name,
+    KL_MATHFNS(KL_X)
+#undef KL_X
+    KL_MATH__COUNT
+} KlMathFn;
+
+const char *kl_math_name(KlMathFn fn);
+int kl_math_nargs(KlMathFn fn);
+
+/* py_builtin aux: builtins, methods and math-module functions a kernel may
+ * call.  X(name, python_name) where python_name is how the frontend finds
+ * it ("math.sqrt" for module functions, ".conjugate" for methods). */
+#define KL_BUILTINS(X)                                                    \
+    X(abs, "abs") X(min, "min") X(max, "max") X(len, "len")               \
+    X(int, "int") X(float, "float") X(bool, "bool")                       \
+    X(complex, "complex") X(round, "round")                               \
+    X(conjugate, ".conjugate")                                            \
+    X(sqrt, "math.sqrt") X(sin, "math.sin") X(cos, "math.cos")            \
+    X(tan, "math.tan") X(asin, "math.asin") X(acos, "math.acos")          \
+    X(atan, "math.atan") X(atan2, "math.atan2") X(sinh, "math.sinh")      \
+    X(cosh, "math.cosh") X(tanh, "math.tanh") X(asinh, "math.asinh")      \
+    X(acosh, "math.acosh") X(atanh, "math.atanh") X(exp, "math.exp")      \
+    X(exp2, "math.exp2") X(expm1, "math.expm1") X(log, "math.log")        \
+    X(log2, "math.log2") X(log10, "math.log10") X(log1p, "math.log1p")    \
+    X(pow, "math.pow") X(fabs, "math.fabs") X(hypot, "math.hypot")        \
+    X(copysign, "math.copysign") X(fmod, "math.fmod") X(erf, "math.erf")  \
+    X(erfc, "math.erfc") X(gamma, "math.gamma") X(lgamma, "math.lgamma")  \
+    X(floor, "math.floor") X(ceil, "math.ceil") X(trunc, "math.trunc")    \
+    X(isnan, "math.isnan") X(isinf, "math.isinf")                         \
+    X(isfinite, "math.isfinite") X(degrees, "math.degrees")               \
+    X(radians, "math.radians")
+
+typedef enum KlBuiltin {
+#define KL_X(name, pyname) KL_BI_##name,
+    KL_BUILTINS(KL_X)
+#undef KL_X
+    KL_BI__COUNT
+} KlBuiltin;
+
+/* Python name of a builtin ("math.sqrt"); lookup by that name, -1 if none. */
+const char *kl_builtin_pyname(KlBuiltin b);
+int kl_builtin_lookup(const char *pyname);
+
+/* ---- exceptions raised by compiled code ------------------------------ */
+
+typedef enum KlExcKind {
+    KL_EXC_INDEX,       /* IndexError */
+    KL_EXC_ZERODIV,     /* ZeroDivisionError */
+    KL_EXC_VALUE,       /* ValueError */
+    KL_EXC_OVERFLOW,    /* OverflowError */
+    KL_EXC_ASSERTION,   /* AssertionError */
+    KL_EXC_USER,        /* user `raise Cls("msg")`: exc_class is Cls */
+} KlExcKind;
+
+/* One place that can raise.  msg is a printf format whose only
+ * conversions are %lld, filled from the raise's int64 payload. */
+typedef struct KlRaiseSite {
+    KlExcKind kind;     /* which exception */
+    int line;           /* Python source line */
+    void *exc_class;    /* KL_EXC_USER: the exception class (PyObject *) */
+    const char *msg;    /* message format; "" for none */
+} KlRaiseSite;
+
+/* ---- instructions, blocks, loops, functions ------------------------- */
+
+typedef struct KlInst {
+    KlOp op;                /* opcode */
+    int32_t aux;            /* sub-opcode (KlBinop, KlCmp, KlBuiltin, ...)
+                               or branch's false target */
+    int32_t line;           /* Python source line */
+    int32_t block;          /* block holding it */
+    int32_t nargs;          /* operand count */
+    int32_t *args;          /* operand value ids */
+    const KlType *type;     /* result type; NULL until infer for py ops */
+    union {
+        int64_t i;          /* int/bool constant, index, target block */
+        double f;           /* float constant */
+        struct {
+            double re, im;
+        } c;                /* complex constant */
+    } imm;
+} KlInst;
+
+typedef struct KlBlock {
+    KlVec insts;            /* instruction ids in order; params first */
+    int32_t nparams;        /* leading bparam instructions */
+    int32_t loop;           /* innermost loop containing it, -1 if none */
+} KlBlock;
+
+/* A source loop, kept from the frontend to the backends. */
+typedef struct KlLoop {
+    int32_t header;         /* block testing whether to run the body */
+    int32_t body;           /* first block of the body */
+    int32_t exit;           /* block reached when the test fails */
+    int32_t parent;         /* enclosing loop, -1 if outermost */
+    uint8_t parallel;       /* written as prange */
+} KlLoop;
+
+typedef struct KlModule KlModule;
+
+typedef struct KlFunc {
+    KlModule *mod;          /* owner */
+    const char *name;       /* Python qualified name */
+    const char *filename;   /* source file, for diagnostics */
+    int firstline;          /* line of the `def` */
+    int32_t nparams;        /* Python parameters */
+    const char **param_names;   /* their names */
+    const KlType **param_types; /* their types at this specialisation */
+    const KlType *ret_type;     /* annotation, or NULL until infer */
+    KlInst *insts;          /* instruction table */
+    int32_t ninsts, cap_insts;
+    KlBlock *blocks;        /* block table; 0 is the entry */
+    int32_t nblocks, cap_blocks;
+    KlLoop *loops;          /* loop table */
+    int32_t nloops, cap_loops;
+    void **callees;         /* py_call targets (borrowed PyObject *) */
+    int32_t ncallees;
+} KlFunc;
+
+typedef struct KlOptions {
+    uint8_t fastmath;       /* allow reassociation / contraction */
+    uint8_t boundscheck;    /* check array indices */
+} KlOptions;
+
+/* Resolves a call during infer: compiles (or finds) the specialisation of
+ * Python function `callee` for `argtypes` and returns its index in
+ * mod->funcs, or -1 with d filled. */
+typedef int32_t (*KlResolveCall)(KlModule *mod, void *callee,
+                                 const KlType **argtypes, int32_t nargs,
+                                 int line, KlDiag *d);
+
+struct KlModule {
+    KlArena arena;          /* owns all IR memory */
+    KlOptions options;
+    KlFunc **funcs;         /* funcs[0] is the entry point */
+    int32_t nfuncs, cap_funcs;
+    KlRaiseSite *raises;    /* raise table shared by all functions */
+    int32_t nraises, cap_raises;
+    KlResolveCall resolve_call; /* set by the driver */
+    void *resolve_ctx;      /* driver state for resolve_call */
+};
+
+/* ---- building ------------------------------------------------------- */
+
+/* Fresh module with its arena; NULL when out of memory. */
+KlModule *kl_module_new(KlOptions options);
+void kl_module_free(KlModule *m);
+/* Adds a function with one empty entry block; NULL when out of memory. */
+KlFunc *kl_func_new(KlModule *m, const char *name);
+/* Adds a raise site; returns its index or -1 (out of memory). */
+int32_t kl_raise_site(KlModule *m, KlExcKind kind, int line,
+                      void *exc_class, const char *msg);
+
+/* Adds an empty block; returns its id or -1. */
+int32_t kl_block_new(KlFunc *f);
+/* Appends an instruction to block b; returns its id or -1 (out of
+ * memory).  args is copied. */
+int32_t kl_emit(KlFunc *f, int32_t b, KlOp op, const KlType *type,
+                int line, int32_t nargs, const int32_t *args);
+/* Adds a block parameter after the existing ones (moving nothing else). */
+int32_t kl_bparam_add(KlFunc *f, int32_t b, const KlType *type);
+/* Adds a loop; returns its id or -1. */
+int32_t kl_loop_new(KlFunc *f, int32_t header, int32_t body, int32_t exit,
+                    int32_t parent, int parallel);
+
+/* Shorthands over kl_emit. */
+int32_t kl_const_int(KlFunc *f, int32_t b, const KlType *t, int64_t v,
+                     int line);
+int32_t kl_const_float(KlFunc *f, int32_t b, const KlType *t, double v,
+                       int line);
+int32_t kl_jump(KlFunc *f, int32_t b, int32_t target, int32_t nargs,
+                const int32_t *args, int line);
+int32_t kl_branch(KlFunc *f, int32_t b, int32_t cond, int32_t if_true,
+                  int32_t if_false, int line);
+
+/* The block's terminator, or -1 when it has none yet. */
+int32_t kl_block_term(const KlFunc *f, int32_t b);
+
+/* ---- checking and printing ------------------------------------------ */
+
+/* Checks structural invariants (every block ends in one terminator, jump
+ * arity matches block params, operand ids in range and defined before use
+ * in their block, types present after infer, no Python-level op when
+ * `primitive`).  0 or -1 with an internal error in d. */
+int kl_verify(const KlFunc *f, int primitive, KlDiag *d);
+
+/* Stable text form of a function / module (see docs/ir.md); malloc'ed,
+ * caller frees; NULL when out of memory. */
+char *kl_func_print(const KlFunc *f);
+char *kl_module_print(const KlModule *m);
+
+#endif /* KILN_IR_H */
