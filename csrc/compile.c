@@ -99,6 +99,11 @@ resolve(KlModule *m, void *pyfunc, const KlType **argtypes, int32_t nargs,
     Driver *dr = m->resolve_ctx;
     Spec *s = find_spec(dr, pyfunc, argtypes, nargs);
     if (s != NULL) {
+        if (s->index < 0) {
+            /* built earlier and failed: its diagnostic is already out */
+            return kl_compile_error(d, line, "call to a function that "
+                                    "failed to compile");
+        }
         KlFunc *f = m->funcs[s->index];
         if (!s->done && f->ret_type == NULL) {
             return kl_compile_error(d, line, "recursive call to %s() needs a "
@@ -163,6 +168,9 @@ lower_all(KlModule *m, KlDiag *d)
 {
     for (int32_t i = 0; i < m->nfuncs; i++) {
         KlFunc *f = m->funcs[i];
+        if (f->ret_type == NULL) {
+            return kl_internal_error(d, "%s was never typed", f->name);
+        }
         if (kl_lower(f, d) < 0 || kl_verify(f, 1, d) < 0) {
             if (d->file[0] == '\0') {
                 snprintf(d->file, sizeof(d->file), "%s", f->filename);

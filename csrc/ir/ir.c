@@ -498,13 +498,28 @@ print_details(Buf *b, const KlInst *in)
     }
 }
 
+/* A type as the printer shows it: Python scalars (weak) by their Python
+ * names, so `int` and `int64` differ in golden output. */
+static const char *
+type_text(const KlType *t)
+{
+    if (t == NULL) {
+        return "?";
+    }
+    if (t->weak) {
+        return t->kind == KL_T_INT ? "int" : t->kind == KL_T_FLOAT ? "float"
+                                                                   : "complex";
+    }
+    return t->name;
+}
+
 static void
 print_inst(Buf *b, const KlFunc *f, int32_t id)
 {
     const KlInst *in = &f->insts[id];
     bprintf(b, "    ");
     if (in->type != kl_void) {
-        bprintf(b, "%%%d:%s = ", id, in->type ? in->type->name : "?");
+        bprintf(b, "%%%d:%s = ", id, type_text(in->type));
     }
     bprintf(b, "%s", kl_op_name(in->op));
     print_details(b, in);
@@ -531,10 +546,9 @@ print_func(Buf *b, const KlFunc *f, int index)
     for (int32_t i = 0; i < f->nparams; i++) {
         bprintf(b, "%s%s: %s", i ? ", " : "",
                 f->param_names ? f->param_names[i] : "?",
-                f->param_types && f->param_types[i] ?
-                f->param_types[i]->name : "?");
+                f->param_types ? type_text(f->param_types[i]) : "?");
     }
-    bprintf(b, ") -> %s\n", f->ret_type ? f->ret_type->name : "?");
+    bprintf(b, ") -> %s\n", type_text(f->ret_type));
     for (int32_t l = 0; l < f->nloops; l++) {
         const KlLoop *lp = &f->loops[l];
         bprintf(b, "  loop%d: header b%d, body b%d, exit b%d, parent %d%s\n",
@@ -547,7 +561,7 @@ print_func(Buf *b, const KlFunc *f, int index)
         for (int32_t p = 0; p < blk->nparams; p++) {
             const KlInst *in = &f->insts[blk->insts.items[p]];
             bprintf(b, "%s%%%d:%s", p ? ", " : "", blk->insts.items[p],
-                    in->type ? in->type->name : "?");
+                    type_text(in->type));
         }
         bprintf(b, "):");
         if (blk->loop >= 0) {

@@ -1,0 +1,236 @@
+/* jit.c: LLVM module -> host code (CPU backend, second half).
+ *
+ * One ORC LLJIT serves the whole process, created on first use with a
+ * target machine for the host CPU and its features at the aggressive
+ * optimisation level; process symbols (libm, through CPython) are visible to
+ * compiled code.  Each compilation builds its module in a fresh context
+ * (codegen.c), optimises it with the new pass manager's default<O3>, adds it
+ * to the main JITDylib under a unique entry name and looks the entry up,
+ * which generates the machine code once.  Compiled code lives until process
+ * exit.  A mutex guards the shared state.
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <llvm-c/Analysis.h>
+#include <llvm-c/Error.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Orc.h>
+#include <llvm-c/Target.h>
+#include <llvm-c/TargetMachine.h>
+#include <llvm-c/Transforms/PassBuilder.h>
+
+#include "llvm.h"
+
+/* Process-wide backend state, guarded by `lock`. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static LLVMOrcLLJITRef jit;         /* the JIT, NULL until first use */
+static LLVMTargetMachineRef tm;     /* host machine for passes and asm */
+static char *triple;                /* host triple (LLVM message) */
+static unsigned long serial;        /* makes entry names unique */
+
+/* Moves LLVM error err into d as an internal error about `what`. */
+static int
+llvm_error(KlDiag *d, const char *what, LLVMErrorRef err)
+{
+    char *msg = LLVMGetErrorMessage(err);
+    kl_internal_error(d, "LLVM %s: %s", what, msg);
+    LLVMDisposeErrorMessage(msg);
+    return -1;
+}
+
+/* A target machine for the host CPU with all its features. */
+static LLVMTargetMachineRef
+host_machine(KlDiag *d)
+{
+    LLVMTargetRef target;
+    char *err = NULL;
+    if (LLVMGetTargetFromTriple(triple, &target, &err)) {
+        kl_internal_error(d, "LLVM target %s: %s", triple,
+                          err ? err : "unknown");
+        LLVMDisposeMessage(err);
+        return NULL;
+    }
+    char *cpu = LLVMGetHostCPUName();
+    char *features = LLVMGetHostCPUFeatures();
+    LLVMTargetMachineRef m = LLVMCreateTargetMachine(
+        target, triple, cpu, features, LLVMCodeGenLevelAggressive,
+        LLVMRelocPIC, LLVMCodeModelSmall);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+    if (m == NULL) {
+        kl_internal_error(d, "LLVM: no target machine for %s", triple);
+    }
+    return m;
+}
+
+/* Creates the target machine and the LLJIT on first use (lock held). */
+static int
+init_jit(KlDiag *d)
+{
+    LLVMErrorRef err;
+    if (jit != NULL) {
+        return 0;
+    }
+    if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
+        return kl_internal_error(d, "LLVM: the host target is unavailable");
+    }
+    if (triple == NULL) {
+        triple = LLVMGetDefaultTargetTriple();
+    }
+    if (tm == NULL && (tm = host_machine(d)) == NULL) {
+        return -1;
+    }
+    LLVMTargetMachineRef jtm = host_machine(d);
+    if (jtm == NULL) {
+        return -1;
+    }
+    LLVMOrcLLJITBuilderRef builder = LLVMOrcCreateLLJITBuilder();
+    LLVMOrcLLJITBuilderSetJITTargetMachineBuilder(
+        builder, LLVMOrcJITTargetMachineBuilderCreateFromTargetMachine(jtm));
+    LLVMOrcLLJITRef j;
+    err = LLVMOrcCreateLLJIT(&j, builder);
+    if (err != NULL) {
+        return llvm_error(d, "JIT creation", err);
+    }
+    LLVMOrcDefinitionGeneratorRef gen;
+    err = LLVMOrcCreateDynamicLibrarySearchGeneratorForProcess(
+        &gen, LLVMOrcLLJITGetGlobalPrefix(j), NULL, NULL);
+    if (err != NULL) {
+        llvm_error(d, "process symbols", err);
+        LLVMConsumeError(LLVMOrcDisposeLLJIT(j));
+        return -1;
+    }
+    LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j), gen);
+    jit = j;
+    return 0;
+}
+
+/* malloc'ed copy of n bytes at s plus a NUL; NULL with d filled. */
+static char *
+copy_text(const char *s, size_t n, KlDiag *d)
+{
+    char *t = malloc(n + 1);
+    if (t == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    memcpy(t, s, n);
+    t[n] = '\0';
+    return t;
+}
+
+/* Fills text with the IR of optimised module mod and the host assembly of
+ * a clone of it (code generation changes the module it runs on). */
+static int
+module_text(LLVMModuleRef mod, KlLlvmText *text, KlDiag *d)
+{
+    char *ir = LLVMPrintModuleToString(mod);
+    text->llvm_ir = copy_text(ir, strlen(ir), d);
+    LLVMDisposeMessage(ir);
+    if (text->llvm_ir == NULL) {
+        return -1;
+    }
+    LLVMModuleRef clone = LLVMCloneModule(mod);
+    LLVMMemoryBufferRef buf = NULL;
+    char *err = NULL;
+    if (LLVMTargetMachineEmitToMemoryBuffer(tm, clone, LLVMAssemblyFile, &err,
+                                            &buf)) {
+        kl_internal_error(d, "LLVM assembly: %s", err ? err : "unknown");
+        LLVMDisposeMessage(err);
+        LLVMDisposeModule(clone);
+        return -1;
+    }
+    text->asm_text = copy_text(LLVMGetBufferStart(buf),
+                               LLVMGetBufferSize(buf), d);
+    LLVMDisposeMemoryBuffer(buf);
+    LLVMDisposeModule(clone);
+    return text->asm_text == NULL ? -1 : 0;
+}
+
+/* Checks and optimises mod in place with default<O3> for the host. */
+static int
+optimise(LLVMModuleRef mod, KlDiag *d)
+{
+    char *msg = NULL;
+    if (LLVMVerifyModule(mod, LLVMReturnStatusAction, &msg)) {
+        kl_internal_error(d, "invalid LLVM IR: %s", msg ? msg : "");
+        LLVMDisposeMessage(msg);
+        return -1;
+    }
+    LLVMDisposeMessage(msg);
+    LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
+    LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);
+    LLVMDisposePassBuilderOptions(opts);
+    if (err != NULL) {
+        return llvm_error(d, "optimisation", err);
+    }
+    return 0;
+}
+
+/* Translates, optimises and JIT-compiles m (lock held); the entry address
+ * or 0 with d filled. */
+static LLVMOrcExecutorAddress
+compile_locked(KlModule *m, KlLlvmText *text, KlDiag *d)
+{
+    char name[48];
+    LLVMOrcExecutorAddress addr = 0;
+    LLVMErrorRef err;
+    if (init_jit(d) < 0) {
+        return 0;
+    }
+    snprintf(name, sizeof(name), "kl_entry_%lu", ++serial);
+    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
+    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("kiln", ctx);
+    LLVMSetTarget(mod, triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(mod, layout);
+    LLVMDisposeTargetData(layout);
+    if (kl_llvm_codegen(m, mod, name, d) < 0 || optimise(mod, d) < 0
+        || (text != NULL && module_text(mod, text, d) < 0)) {
+        LLVMDisposeModule(mod);
+        LLVMOrcDisposeThreadSafeContext(tsc);
+        return 0;
+    }
+    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod,
+                                                                      tsc);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    err = LLVMOrcLLJITAddLLVMIRModule(jit, LLVMOrcLLJITGetMainJITDylib(jit),
+                                      tsm);
+    if (err != NULL) {
+        llvm_error(d, "adding a module", err);
+        return 0;
+    }
+    err = LLVMOrcLLJITLookup(jit, &addr, name);
+    if (err != NULL) {
+        llvm_error(d, "code generation", err);
+        return 0;
+    }
+    if (addr == 0) {
+        kl_internal_error(d, "LLVM: entry %s has no address", name);
+    }
+    return addr;
+}
+
+KlEntry
+kl_llvm_compile(KlModule *m, KlLlvmText *text, KlDiag *d)
+{
+    if (text != NULL) {
+        text->llvm_ir = NULL;
+        text->asm_text = NULL;
+    }
+    pthread_mutex_lock(&lock);
+    LLVMOrcExecutorAddress addr = compile_locked(m, text, d);
+    pthread_mutex_unlock(&lock);
+    if (addr == 0 && text != NULL) {
+        free(text->llvm_ir);
+        free(text->asm_text);
+        text->llvm_ir = NULL;
+        text->asm_text = NULL;
+    }
+    /* An executor address is a host function address in-process. */
+    return addr == 0 ? NULL : (KlEntry)(uintptr_t)addr;
+}

@@ -1,0 +1,37 @@
+/* llvm.h: private interface between the two halves of the CPU backend.
+ *
+ * codegen.c translates a lowered kiln module into an LLVM module; jit.c owns
+ * the process-wide target machine and ORC LLJIT, optimises the module and
+ * turns it into callable code (kl_llvm_compile, declared in compile.h).
+ *
+ * Calling convention of the LLVM functions codegen.c emits:
+ *   - one internal function per KlFunc, named "kl.<Python name>":
+ *       i32 @f(ptr %st, [ptr %ret,] <params...>)
+ *     %st is the caller's KlStatus; %ret (present unless the function
+ *     returns None) receives the result in its register type; parameters
+ *     are passed by value in their register types (see below).  The i32 is
+ *     0 on success and 1 after a raise has filled *%st.
+ *   - one exported entry wrapper with the KlEntry ABI of compile.h, named by
+ *     the caller, that unpacks `void **args`, calls funcs[0] and stores the
+ *     result to `ret` in its C representation.
+ *
+ * Register types: bool i1, ints iN, floats float/double, complex {fK, fK},
+ * None `{}`, element pointers ptr, arrays {ptr data, [n x i64] shape,
+ * [n x i64] byte strides}.  In memory bool is i8 and complex is {fK, fK}
+ * (the C layout of {re, im}).
+ */
+#ifndef KILN_BACKEND_LLVM_H
+#define KILN_BACKEND_LLVM_H
+
+#include <llvm-c/Core.h>
+
+#include "../../compile.h"
+
+/* Fills `mod` (empty, in its own context, with triple and data layout set)
+ * with the functions of lowered module m and the entry wrapper named
+ * `entry_name`.  Requires every function of m to contain primitive ops only
+ * with all types set.  0, or -1 with d filled. */
+int kl_llvm_codegen(KlModule *m, LLVMModuleRef mod, const char *entry_name,
+                    KlDiag *d);
+
+#endif /* KILN_BACKEND_LLVM_H */
