@@ -45,8 +45,9 @@ KL_OP(py_setitem, -1, KL_PYLEVEL,
 KL_OP(py_getattr, 1, KL_PYLEVEL,
       "%a.<aux: KlAttr>: .shape .size .ndim .real .imag")
 KL_OP(py_call, -1, KL_PYLEVEL,
-      "call Python function number imm.i of the module's callee table "
-      "(a @kiln.jit function or a plain Python function) with all operands")
+      "call Python function number imm.i of the function's callee table "
+      "(a @kiln.jit function or a plain Python function) with all operands; "
+      "infer stores the specialisation's module function index in aux")
 KL_OP(py_builtin, -1, KL_PYLEVEL,
       "call builtin <aux: KlBuiltin> (abs, min, math.sqrt, ...) with all "
       "operands")
