@@ -519,8 +519,9 @@ int_divmod(Lower *L, int32_t a, int32_t b, int want_mod)
     int known = kl_lw_const_int(L, b, &k);
     if (!known || k == 0) {
         int32_t ok = kl_lw_cmp(L, KL_CMP_NE, b, kl_lw_ci(L, t, 0));
-        if (kl_lw_check(L, ok, KL_EXC_ZERODIV,
-                        "integer division or modulo by zero", 0, NULL) < 0) {
+        const char *msg = want_mod ? "integer modulo by zero"
+                                   : "integer division or modulo by zero";
+        if (kl_lw_check(L, ok, KL_EXC_ZERODIV, msg, 0, NULL) < 0) {
             return -1;
         }
     }

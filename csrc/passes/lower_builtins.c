@@ -196,6 +196,110 @@ cpowu(Lower *L, int32_t x, int64_t n)
     return r;
 }
 
+/* Two-way choice on bool c: emits then(L, ctx) in one block and
+ * other(L, ctx) in another, both producing a value of type t, and
+ * continues in a join block whose param is the chosen value. */
+typedef int32_t (*Arm)(Lower *L, const int32_t *ctx);
+
+static int32_t
+choose(Lower *L, int32_t c, const KlType *t, Arm then, Arm other,
+       const int32_t *ctx)
+{
+    KlFunc *f = L->f;
+    int32_t tb = kl_lw_block(L), eb = kl_lw_block(L), join = kl_lw_block(L);
+    if (c < 0 || tb < 0 || eb < 0 || join < 0
+        || kl_branch(f, L->cur, c, tb, eb, L->line) < 0) {
+        return -1;
+    }
+    int32_t r = kl_bparam_add(f, join, t);
+    Arm arms[2] = {then, other};
+    int32_t blocks[2] = {tb, eb};
+    for (int i = 0; i < 2; i++) {
+        L->cur = blocks[i];
+        int32_t v = arms[i](L, ctx);
+        if (v < 0 || kl_jump(f, L->cur, join, 1, &v, L->line) < 0) {
+            return -1;
+        }
+    }
+    L->cur = join;
+    return r;
+}
+
+/* CPython's c_powu for a run-time exponent n >= 0 (int64): the loop
+ * `while n >= mask: if n & mask: r *= p; mask <<= 1; p *= p`. */
+static int32_t
+cpowu_loop(Lower *L, int32_t x, int32_t n)
+{
+    KlFunc *f = L->f;
+    const KlType *ct = kl_lw_type(L, x);
+    const KlType *p = part_of(L, x);
+    int32_t head = kl_lw_block(L), body = kl_lw_block(L);
+    int32_t exit = kl_lw_block(L);
+    if (head < 0 || body < 0 || exit < 0) {
+        return -1;
+    }
+    int32_t lp = kl_loop_new(f, head, body, exit, L->loop, 0);
+    int32_t r0 = kl_bparam_add(f, head, ct);
+    int32_t p0 = kl_bparam_add(f, head, ct);
+    int32_t m0 = kl_bparam_add(f, head, kl_i64);
+    int32_t init[3] = {kl_lw_cmake(L, ct, kl_lw_cf(L, p, 1.0),
+                                   kl_lw_cf(L, p, 0.0)), x,
+                       kl_lw_ci(L, kl_i64, 1)};
+    if (lp < 0 || r0 < 0 || p0 < 0 || m0 < 0 || init[0] < 0 || init[2] < 0
+        || kl_jump(f, L->cur, head, 3, init, L->line) < 0) {
+        return -1;
+    }
+    f->blocks[head].loop = lp;
+    f->blocks[body].loop = lp;
+    L->cur = head;
+    int32_t more = kl_lw_cmp(L, KL_CMP_GE, n, m0);
+    if (more < 0 || kl_branch(f, head, more, body, exit, L->line) < 0) {
+        return -1;
+    }
+    L->cur = body;
+    int32_t bit = kl_lw_cmp(L, KL_CMP_NE, kl_lw_bin(L, KL_OP_and, n, m0),
+                            kl_lw_ci(L, kl_i64, 0));
+    int32_t next[3];
+    next[0] = kl_lw_sel(L, bit, kl_lw_cmul(L, r0, p0), r0);
+    next[1] = kl_lw_cmul(L, p0, p0);
+    next[2] = kl_lw_bin(L, KL_OP_shl, m0, kl_lw_ci(L, kl_i64, 1));
+    if (next[0] < 0 || next[1] < 0 || next[2] < 0
+        || kl_jump(f, body, head, 3, next, L->line) < 0) {
+        return -1;
+    }
+    L->cur = exit;
+    return r0;
+}
+
+/* Arms of kl_lw_cpow's run-time choices; ctx = {base a, exponent b,
+ * integer exponent n}. */
+static int32_t
+arm_recip(Lower *L, const int32_t *ctx)
+{
+    const KlType *ct = kl_lw_type(L, ctx[0]);
+    const KlType *p = part_of(L, ctx[0]);
+    int32_t one = kl_lw_cmake(L, ct, kl_lw_cf(L, p, 1.0), kl_lw_cf(L, p, 0.0));
+    int32_t neg = kl_lw_bin(L, KL_OP_sub, kl_lw_ci(L, kl_i64, 0), ctx[2]);
+    return kl_lw_cdiv(L, one, cpowu_loop(L, ctx[0], neg), 1,
+                      "0.0 to a negative or complex power");
+}
+
+static int32_t
+arm_powu(Lower *L, const int32_t *ctx)
+{
+    return cpowu_loop(L, ctx[0], ctx[2]);
+}
+
+/* c_powi: the exponent is integral with |n| <= 100. */
+static int32_t
+arm_powi(Lower *L, const int32_t *ctx)
+{
+    int32_t c[3] = {ctx[0], ctx[1], -1};
+    c[2] = kl_lw_conv(L, kl_lw_re(L, ctx[1]), kl_i64);
+    int32_t neg = kl_lw_cmp(L, KL_CMP_LT, c[2], kl_lw_ci(L, kl_i64, 0));
+    return choose(L, neg, kl_lw_type(L, ctx[0]), arm_recip, arm_powu, c);
+}
+
 /* CPython's _Py_c_pow (polar form); *edom receives the bool "0 raised to
  * a negative or complex power". */
 static int32_t
@@ -296,11 +400,44 @@ kl_lw_cpow(Lower *L, int32_t a, int32_t b, int weak, const KlInst *bconst)
         else {
             int32_t one = kl_lw_cmake(L, ct, kl_lw_cf(L, p, 1.0),
                                       kl_lw_cf(L, p, 0.0));
-            r = kl_lw_cdiv(L, one, cpowu(L, a, -n), weak, edom_msg);
+            /* CPython's quotient for NumPy complex too: one algorithm */
+            r = kl_lw_cdiv(L, one, cpowu(L, a, -n), 1, edom_msg);
         }
     }
     else {
-        r = cpow_general(L, a, b, &edom);
+        /* CPython takes c_powi whenever the exponent's value is an
+         * integer with |n| <= 100, decided at run time */
+        int32_t br = kl_lw_re(L, b), bi = kl_lw_im(L, b);
+        int32_t integral = kl_lw_and(
+            L, kl_lw_and(L, cmpf(L, KL_CMP_EQ, bi, kl_lw_cf(L, p, 0.0)),
+                         cmpf(L, KL_CMP_EQ, br,
+                              kl_lw_math1(L, KL_MATH_floor, br))),
+            cmpf(L, KL_CMP_LE, kl_lw_math1(L, KL_MATH_fabs, br),
+                 kl_lw_cf(L, p, 100.0)));
+        int32_t ctx[3] = {a, b, -1};
+        int32_t tb = kl_lw_block(L), eb = kl_lw_block(L);
+        int32_t join = kl_lw_block(L);
+        if (integral < 0 || tb < 0 || eb < 0 || join < 0
+            || kl_branch(L->f, L->cur, integral, tb, eb, L->line) < 0) {
+            return -1;
+        }
+        int32_t rj = kl_bparam_add(L->f, join, ct);
+        int32_t ej = kl_bparam_add(L->f, join, kl_bool);
+        L->cur = tb;
+        int32_t out[2] = {arm_powi(L, ctx), kl_lw_ci(L, kl_bool, 0)};
+        if (out[0] < 0 || out[1] < 0
+            || kl_jump(L->f, L->cur, join, 2, out, L->line) < 0) {
+            return -1;
+        }
+        L->cur = eb;
+        out[0] = cpow_general(L, a, b, &out[1]);
+        if (out[0] < 0 || out[1] < 0
+            || kl_jump(L->f, L->cur, join, 2, out, L->line) < 0) {
+            return -1;
+        }
+        L->cur = join;
+        r = rj;
+        edom = ej;
     }
     if (!weak || r < 0) {
         return r;

@@ -1,0 +1,190 @@
+"""Shared test machinery: targets, reproducible randomness, and `check`.
+
+Every language test compares a compiled function with its original Python
+function (`fn.py_func`) run by CPython on identical copies of the same
+arguments.  `check` (kiln.testing.assert_same) asserts that both return the
+same value of the same dtype (floats bit for bit, any NaN equal to any NaN)
+or raise the same exception type with the same message, and that every
+array argument ends up bit-identical.
+
+Seeds: set KILN_TEST_SEED=N to reproduce a run; otherwise a random seed is
+drawn, shown in the pytest header and attached to every failure report.
+Each test gets its own generator derived from the seed and its node id, so a
+test draws the same inputs whether it runs alone or with the whole suite.
+
+With KILN_DISABLE_JIT=1, `kiln.jit` returns the plain function: `check` then
+calls the function twice and every comparison passes trivially; what such a
+run verifies is the test logic itself.
+"""
+
+import os
+import random
+import zlib
+
+import numpy as np
+import pytest
+
+import kiln
+from kiln import testing as ktesting
+
+# ---------------------------------------------------------------------------
+# seeds
+
+SEED = int(os.environ.get("KILN_TEST_SEED", random.SystemRandom().randrange(2**32)))
+
+
+def pytest_report_header(config):
+    return f"kiln test seed: {SEED} (reproduce with KILN_TEST_SEED={SEED})"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        report.sections.append(
+            ("kiln seed", f"KILN_TEST_SEED={SEED} pytest '{item.nodeid}'"))
+
+
+@pytest.fixture
+def rng(request):
+    """A NumPy generator seeded from SEED and the test's node id."""
+    return np.random.default_rng([SEED, zlib.crc32(request.node.nodeid.encode())])
+
+
+# ---------------------------------------------------------------------------
+# targets
+
+JIT_DISABLED = os.environ.get("KILN_DISABLE_JIT", "") not in ("", "0")
+
+
+def available_targets():
+    targets = ["cpu"]
+    vulkan = getattr(kiln, "vulkan", None)
+    if not JIT_DISABLED and vulkan is not None:
+        try:
+            if vulkan.is_available():
+                targets.append("vulkan")
+        except Exception:
+            pass
+    return targets
+
+
+TARGETS = available_targets()
+
+
+@pytest.fixture(params=TARGETS)
+def target(request):
+    """Every target available here: "cpu" always, "vulkan" with a device."""
+    return request.param
+
+
+def jit(fn, target="cpu", **options):
+    """A fresh dispatcher for fn (so specialisations never leak between tests)."""
+    return kiln.jit(target=target, **options)(fn)
+
+
+# ---------------------------------------------------------------------------
+# comparing with CPython (kiln.testing holds the machinery)
+
+def check(fn, *args):
+    """Runs dispatcher fn and its py_func on separate copies of args and
+    asserts the same result (same dtype; floats bit for bit, NaN == NaN) or
+    the same exception type and message, and bit-identical arrays
+    afterwards.  Returns the Python side's kiln.testing.Outcome."""
+    return ktesting.assert_same(fn, *args)
+
+
+def call(fn, *args):
+    """fn(*copies of args) with NumPy warnings silenced: a kiln.testing.Outcome
+    (.result, .exception, .arrays)."""
+    return ktesting.run(fn, *args)
+
+
+def dtype_of(x):
+    """The NumPy dtype a scalar result stands for (Python int -> int64, ...)."""
+    if isinstance(x, (bool, np.bool_)):
+        return np.dtype(np.bool_)
+    if isinstance(x, (int, float, complex)):
+        return np.dtype({int: np.int64, float: np.float64,
+                         complex: np.complex128}[type(x)])
+    return x.dtype if isinstance(x, np.generic) else None
+
+
+same_value = ktesting.same_value
+reference = ktesting.reference
+
+
+def check_raises(fn, exc_type, message, *args):
+    """Asserts compiled fn raises exc_type(message) on args, whatever CPython
+    does: for kiln's documented differences.  (Nothing to check with the JIT
+    disabled.)"""
+    out = call(fn, *args)
+    if JIT_DISABLED:
+        return
+    got = out.exception
+    assert got is not None, f"expected {exc_type.__name__}, kiln {out!r}"
+    assert type(got) is exc_type, f"expected {exc_type.__name__}, kiln {out!r}"
+    if message is not None:
+        assert str(got) == message, f"expected {message!r}, kiln {out!r}"
+
+
+# ---------------------------------------------------------------------------
+# random values
+
+INT_DTYPES = [np.int8, np.int16, np.int32, np.int64,
+              np.uint8, np.uint16, np.uint32, np.uint64]
+FLOAT_DTYPES = [np.float32, np.float64]
+COMPLEX_DTYPES = [np.complex64, np.complex128]
+ALL_DTYPES = [np.bool_] + INT_DTYPES + FLOAT_DTYPES + COMPLEX_DTYPES
+
+
+def int_specials(dt):
+    info = np.iinfo(dt)
+    vals = {0, 1, 2, 3, 7, info.max, info.max - 1, info.min}
+    if info.min < 0:
+        vals |= {-1, -2, -3, -7, info.min + 1}
+    return sorted(vals)
+
+
+FLOAT_SPECIALS = [0.0, -0.0, 1.0, -1.0, 0.5, -2.5, 3.0, 1e-310, float("inf"),
+                  float("-inf"), float("nan"), 1e300, -7.0]
+
+
+def rand_scalars(rng, dt, n, specials=True):
+    """n random values of NumPy type dt (a mix of edge cases and random)."""
+    dt = np.dtype(dt)
+    if dt.kind == "b":
+        return [np.bool_(v) for v in rng.integers(0, 2, n)]
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        out = [dt.type(v) for v in
+               rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)]
+        small = [dt.type(v) for v in rng.integers(max(info.min, -20), 20, n)]
+        pool = out + small
+        if specials:
+            pool += [dt.type(v) for v in int_specials(dt)]
+        return [pool[i] for i in rng.permutation(len(pool))[:n]] if n < len(pool) else pool
+    if dt.kind == "f":
+        vals = list(rng.standard_normal(n) * 10.0 ** rng.integers(-3, 4, n))
+        vals = [dt.type(v) for v in vals]
+        if specials:
+            k = min(len(FLOAT_SPECIALS), n // 2)
+            picks = rng.choice(len(FLOAT_SPECIALS), k, replace=False)
+            with np.errstate(all="ignore"):     # 1e300 -> float32 is inf
+                for pos, p in zip(rng.choice(n, k, replace=False), picks):
+                    vals[pos] = dt.type(FLOAT_SPECIALS[p])
+        return vals
+    part = np.dtype(f"f{dt.itemsize // 2}")
+    re_ = rand_scalars(rng, part, n, specials)
+    im_ = rand_scalars(rng, part, n, specials)
+    im_ = [im_[i] for i in rng.permutation(n)]
+    return [dt.type(complex(r, i)) for r, i in zip(re_, im_)]
+
+
+def rand_array(rng, dt, shape, order="C"):
+    dt = np.dtype(dt)
+    n = int(np.prod(shape))
+    vals = rand_scalars(rng, dt, n, specials=dt.kind != "b")
+    return np.array(vals, dtype=dt).reshape(shape, order=order)
+
