@@ -5,6 +5,9 @@ The oracle is the undecorated function run by CPython with NumPy 2 scalars
 (see conftest.check).  Where kiln documents a difference from CPython
 (int64 wrap-around, integer division by zero for NumPy ints, int ** negative,
 ...), the test asserts kiln's documented behaviour instead.
+
+PYTEST_DONT_REWRITE: kernels here use `assert`, which pytest would
+otherwise rewrite into code outside kiln's language.
 """
 
 import math

@@ -488,7 +488,11 @@ print_details(Buf *b, const KlInst *in)
         bprintf(b, " callee%" PRId64, in->imm.i);
         break;
     case KL_OP_call:
+    case KL_OP_pfor:
         bprintf(b, " f%" PRId64, in->imm.i);
+        break;
+    case KL_OP_scratch:
+        bprintf(b, " %" PRId64, in->imm.i);
         break;
     case KL_OP_raise:
         bprintf(b, " site%" PRId64, in->imm.i);

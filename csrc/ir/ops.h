@@ -32,7 +32,9 @@ KL_OP(undef, 0, KL_PURE,
 /* ---- Python-level ops: frontend output, typed by infer, gone after
  *      lower.  Operands may have any type; infer checks them. ---------- */
 KL_OP(py_binop, 2, KL_PYLEVEL,
-      "%a <aux: KlBinop> %b with Python/NumPy semantics (inplace forms too)")
+      "%a <aux: KlBinop> %b with Python/NumPy semantics (inplace forms too); "
+      "imm.i = 1 marks the advance of a range counter (%a + step %b), "
+      "which saturates at the type's limits instead of wrapping")
 KL_OP(py_unop, 1, KL_PYLEVEL, "<aux: KlUnop> %a: -x, +x, ~x, not x")
 KL_OP(py_cmp, 2, KL_PYLEVEL,
       "%a <aux: KlCmp> %b: one comparison of a chain; bool result")
@@ -50,7 +52,8 @@ KL_OP(py_call, -1, KL_PYLEVEL,
       "infer stores the specialisation's module function index in aux")
 KL_OP(py_builtin, -1, KL_PYLEVEL,
       "call builtin <aux: KlBuiltin> (abs, min, math.sqrt, ...) with all "
-      "operands")
+      "operands; int() with imm.i = 1 converts a range() argument, which "
+      "must be an integer")
 KL_OP(py_range_test, 3, KL_PYLEVEL,
       "loop test of `for _ in range(start, %b, %c)`: counter %a still "
       "before stop %b for step %c (step > 0: a < b; step < 0: a > b; "
@@ -98,6 +101,17 @@ KL_OP(store, 2, 0, "write %b to the element at address %a; T is void")
 KL_OP(call, -1, 0,
       "call module function number imm.i with all operands; when the callee "
       "raises, the caller returns its error status at once")
+
+/* ---- parallel loops (made by passes/parallel.c; both levels) --------- */
+KL_OP(scratch, 0, 0,
+      "a fresh 1-d C-contiguous array of imm.i elements (T is its array "
+      "type), living until the function returns; contents undefined")
+KL_OP(pfor, -1, 0,
+      "run module function imm.i (the outlined body of a prange loop) once "
+      "per chunk c in [0, %a) on the thread pool, as body(c, lo, hi, "
+      "%d, %e, ...) with lo = c * %b and hi = min(lo + %b, %c): chunk count, "
+      "chunk size, iteration count, then the captured values; when chunks "
+      "raise, the one with the lowest c is re-raised; T is void")
 
 /* ---- terminators (both levels) -------------------------------------- */
 KL_OP(jump, -1, KL_TERM,

@@ -665,6 +665,12 @@ infer_builtin(Infer *S, int32_t id)
         return fail(S, in->line, "object of type '%s' has no len()",
                     a->name);
     case B_INT:
+        if (in->imm.i == 1 && a->kind != KL_T_INT && a->kind != KL_T_BOOL) {
+            return fail(S, in->line, "'%s' object cannot be interpreted as "
+                        "an integer", a->kind == KL_T_FLOAT ? "float"
+                                                            : a->name);
+        }
+        return kl_pyint;
     case B_MATH_INT:
         return kl_pyint;
     case B_ROUND:

@@ -871,6 +871,43 @@ lower_range_test(Lower *L, const KlInst *in)
                      kl_lw_cmp(L, KL_CMP_GT, i, stop));
 }
 
+/* The range iterator's advance counter + step (py_binop add marked with
+ * imm.i = 1): saturates at the type's limits instead of wrapping, so a
+ * range ending near them still stops (the test then fails). */
+static int32_t
+lower_range_advance(Lower *L, const KlInst *in)
+{
+    const KlType *t = kl_type_strong(in->type);
+    int32_t i = kl_lw_conv(L, val(L, in->args[0]), t);
+    int32_t step = kl_lw_conv(L, val(L, in->args[1]), t);
+    int32_t next = kl_lw_bin(L, KL_OP_add, i, step);
+    if (t->kind != KL_T_INT) {
+        return next;
+    }
+    int64_t k;
+    int known = kl_lw_const_int(L, step, &k);
+    if (known && k == 1) {
+        return next;    /* i < stop <= max: i + 1 cannot wrap */
+    }
+    int bits = t->bits;
+    int64_t max = t->is_signed ? (int64_t)(UINT64_MAX >> (65 - bits))
+                               : (int64_t)(UINT64_MAX >> (64 - bits));
+    int64_t min = t->is_signed ? -max - 1 : 0;
+    int32_t cmax = kl_lw_ci(L, t, max), cmin = kl_lw_ci(L, t, min);
+    /* up: i > max - step wraps; down: i < min - step wraps */
+    int32_t over = kl_lw_cmp(L, KL_CMP_GT, i,
+                             kl_lw_bin(L, KL_OP_sub, cmax, step));
+    int32_t under = kl_lw_cmp(L, KL_CMP_LT, i,
+                              kl_lw_bin(L, KL_OP_sub, cmin, step));
+    int32_t up_next = kl_lw_sel(L, over, cmax, next);
+    int32_t down_next = kl_lw_sel(L, under, cmin, next);
+    if (known) {
+        return k > 0 ? up_next : down_next;
+    }
+    int32_t up = kl_lw_cmp(L, KL_CMP_GT, step, kl_lw_ci(L, t, 0));
+    return kl_lw_sel(L, up, up_next, down_next);
+}
+
 /* ---- arrays and shapes ------------------------------------------------ */
 
 /* Address of element a[idx...] (old operand ids); wraps negative indices
@@ -1357,6 +1394,9 @@ lower_inst(Lower *L, int32_t old)
     case KL_OP_undef:
         return lower_undef(L, old);
     case KL_OP_py_binop:
+        if (in->imm.i == 1) {
+            return set(L, old, lower_range_advance(L, in));
+        }
         return set(L, old, lower_binop(L, in));
     case KL_OP_py_unop:
         return set(L, old, lower_unop(L, in));

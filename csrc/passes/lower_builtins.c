@@ -21,25 +21,25 @@ part_of(Lower *L, int32_t z)
 
 /* x op y on one float type (short names keep the formulas readable). */
 static int32_t
-fadd(Lower *L, int32_t x, int32_t y)
+fp_add(Lower *L, int32_t x, int32_t y)
 {
     return kl_lw_bin(L, KL_OP_add, x, y);
 }
 
 static int32_t
-fsub(Lower *L, int32_t x, int32_t y)
+fp_sub(Lower *L, int32_t x, int32_t y)
 {
     return kl_lw_bin(L, KL_OP_sub, x, y);
 }
 
 static int32_t
-fmul(Lower *L, int32_t x, int32_t y)
+fp_mul(Lower *L, int32_t x, int32_t y)
 {
     return kl_lw_bin(L, KL_OP_mul, x, y);
 }
 
 static int32_t
-fdiv(Lower *L, int32_t x, int32_t y)
+fp_div(Lower *L, int32_t x, int32_t y)
 {
     return kl_lw_bin(L, KL_OP_div, x, y);
 }
@@ -89,8 +89,8 @@ static int32_t
 cprod_parts(Lower *L, const KlType *ct, int32_t ar, int32_t ai, int32_t br,
             int32_t bi)
 {
-    int32_t re = fsub(L, fmul(L, ar, br), fmul(L, ai, bi));
-    int32_t im = fadd(L, fmul(L, ar, bi), fmul(L, ai, br));
+    int32_t re = fp_sub(L, fp_mul(L, ar, br), fp_mul(L, ai, bi));
+    int32_t im = fp_add(L, fp_mul(L, ar, bi), fp_mul(L, ai, br));
     return kl_lw_cmake(L, ct, re, im);
 }
 
@@ -123,15 +123,15 @@ cdiv_cpython(Lower *L, int32_t a, int32_t b, const char *zero_msg)
     int32_t c1 = cmpf(L, KL_CMP_GE, abr, abi);
     int32_t c2 = cmpf(L, KL_CMP_GE, abi, abr);
     /* divide through by b.real */
-    int32_t ratio = fdiv(L, bi, br);
-    int32_t denom = fadd(L, br, fmul(L, bi, ratio));
-    int32_t r1 = fdiv(L, fadd(L, ar, fmul(L, ai, ratio)), denom);
-    int32_t i1 = fdiv(L, fsub(L, ai, fmul(L, ar, ratio)), denom);
+    int32_t ratio = fp_div(L, bi, br);
+    int32_t denom = fp_add(L, br, fp_mul(L, bi, ratio));
+    int32_t r1 = fp_div(L, fp_add(L, ar, fp_mul(L, ai, ratio)), denom);
+    int32_t i1 = fp_div(L, fp_sub(L, ai, fp_mul(L, ar, ratio)), denom);
     /* divide through by b.imag */
-    int32_t ratio2 = fdiv(L, br, bi);
-    int32_t denom2 = fadd(L, fmul(L, br, ratio2), bi);
-    int32_t r2 = fdiv(L, fadd(L, fmul(L, ar, ratio2), ai), denom2);
-    int32_t i2 = fdiv(L, fsub(L, fmul(L, ai, ratio2), ar), denom2);
+    int32_t ratio2 = fp_div(L, br, bi);
+    int32_t denom2 = fp_add(L, fp_mul(L, br, ratio2), bi);
+    int32_t r2 = fp_div(L, fp_add(L, fp_mul(L, ar, ratio2), ai), denom2);
+    int32_t i2 = fp_div(L, fp_sub(L, fp_mul(L, ai, ratio2), ar), denom2);
     /* neither comparison holds: b has a NaN part */
     int32_t nan = kl_lw_cf(L, p, NAN);
     int32_t re = kl_lw_sel(L, c1, r1, kl_lw_sel(L, c2, r2, nan));
@@ -153,15 +153,15 @@ cdiv_numpy(Lower *L, int32_t a, int32_t b)
     int32_t c1 = cmpf(L, KL_CMP_GE, abr, abi);
     int32_t bz = kl_lw_and(L, cmpf(L, KL_CMP_EQ, abr, zero),
                            cmpf(L, KL_CMP_EQ, abi, zero));
-    int32_t zr = fdiv(L, ar, abr), zi = fdiv(L, ai, abr);
-    int32_t rat = fdiv(L, bi, br);
-    int32_t scl = fdiv(L, one, fadd(L, br, fmul(L, bi, rat)));
-    int32_t r1 = fmul(L, fadd(L, ar, fmul(L, ai, rat)), scl);
-    int32_t i1 = fmul(L, fsub(L, ai, fmul(L, ar, rat)), scl);
-    int32_t rat2 = fdiv(L, br, bi);
-    int32_t scl2 = fdiv(L, one, fadd(L, bi, fmul(L, br, rat2)));
-    int32_t r2 = fmul(L, fadd(L, fmul(L, ar, rat2), ai), scl2);
-    int32_t i2 = fmul(L, fsub(L, fmul(L, ai, rat2), ar), scl2);
+    int32_t zr = fp_div(L, ar, abr), zi = fp_div(L, ai, abr);
+    int32_t rat = fp_div(L, bi, br);
+    int32_t scl = fp_div(L, one, fp_add(L, br, fp_mul(L, bi, rat)));
+    int32_t r1 = fp_mul(L, fp_add(L, ar, fp_mul(L, ai, rat)), scl);
+    int32_t i1 = fp_mul(L, fp_sub(L, ai, fp_mul(L, ar, rat)), scl);
+    int32_t rat2 = fp_div(L, br, bi);
+    int32_t scl2 = fp_div(L, one, fp_add(L, bi, fp_mul(L, br, rat2)));
+    int32_t r2 = fp_mul(L, fp_add(L, fp_mul(L, ar, rat2), ai), scl2);
+    int32_t i2 = fp_mul(L, fp_sub(L, fp_mul(L, ai, rat2), ar), scl2);
     int32_t re = kl_lw_sel(L, c1, kl_lw_sel(L, bz, zr, r1), r2);
     int32_t im = kl_lw_sel(L, c1, kl_lw_sel(L, bz, zi, i1), i2);
     return kl_lw_cmake(L, kl_lw_type(L, a), re, im);
@@ -318,14 +318,14 @@ cpow_general(Lower *L, int32_t a, int32_t b, int32_t *edom)
     int32_t vabs = kl_lw_math2(L, KL_MATH_hypot, ar, ai);
     int32_t len = kl_lw_math2(L, KL_MATH_pow, vabs, br);
     int32_t at = kl_lw_math2(L, KL_MATH_atan2, ai, ar);
-    int32_t phase = fmul(L, at, br);
-    int32_t len2 = fdiv(L, len, kl_lw_math1(L, KL_MATH_exp, fmul(L, at, bi)));
-    int32_t phase2 = fadd(L, phase,
-                          fmul(L, bi, kl_lw_math1(L, KL_MATH_log, vabs)));
+    int32_t phase = fp_mul(L, at, br);
+    int32_t len2 = fp_div(L, len, kl_lw_math1(L, KL_MATH_exp, fp_mul(L, at, bi)));
+    int32_t phase2 = fp_add(L, phase,
+                          fp_mul(L, bi, kl_lw_math1(L, KL_MATH_log, vabs)));
     len = kl_lw_sel(L, bim, len2, len);
     phase = kl_lw_sel(L, bim, phase2, phase);
-    int32_t re = fmul(L, len, kl_lw_math1(L, KL_MATH_cos, phase));
-    int32_t im = fmul(L, len, kl_lw_math1(L, KL_MATH_sin, phase));
+    int32_t re = fp_mul(L, len, kl_lw_math1(L, KL_MATH_cos, phase));
+    int32_t im = fp_mul(L, len, kl_lw_math1(L, KL_MATH_sin, phase));
     re = kl_lw_sel(L, bz, one, kl_lw_sel(L, az, zero, re));
     im = kl_lw_sel(L, bz, zero, kl_lw_sel(L, az, zero, im));
     /* CPython reads errno: EDOM comes from 0 ** (negative or complex),
@@ -799,10 +799,10 @@ lower_complex(Lower *L, const KlInst *in, const KlType *s)
         ir = kl_lw_conv(L, i, p);
     }
     if (ii >= 0) {
-        rr = fsub(L, rr, ii);
+        rr = fp_sub(L, rr, ii);
     }
     if (ri >= 0) {
-        ir = fadd(L, ir, ri);
+        ir = fp_add(L, ir, ri);
     }
     return kl_lw_cmake(L, s, rr, ir);
 }
@@ -846,7 +846,7 @@ lower_math(Lower *L, const KlInst *in, KlBuiltin b)
                             0, NULL) < 0) {
                 return -1;
             }
-            return fdiv(L, num, den);
+            return fp_div(L, num, den);
         }
         if (n != 1) {
             return arity_error(L, b, n);
@@ -894,9 +894,9 @@ lower_math(Lower *L, const KlInst *in, KlBuiltin b)
     case KL_BI_isfinite:
         return kl_lw_isfinite(L, real_arg(L, in, 0));
     case KL_BI_degrees:
-        return fmul(L, real_arg(L, in, 0), kl_lw_cf(L, kl_f64, 180.0 / PY_PI));
+        return fp_mul(L, real_arg(L, in, 0), kl_lw_cf(L, kl_f64, 180.0 / PY_PI));
     case KL_BI_radians:
-        return fmul(L, real_arg(L, in, 0), kl_lw_cf(L, kl_f64, PY_PI / 180.0));
+        return fp_mul(L, real_arg(L, in, 0), kl_lw_cf(L, kl_f64, PY_PI / 180.0));
     default:
         return -2;
     }

@@ -2,7 +2,9 @@
  *
  * Each KlFunc becomes one internal LLVM function (convention in llvm.h);
  * block parameters become phis, `raise` fills the KlStatus and returns 1,
- * `call` propagates a nonzero callee status at once.  Floating point is
+ * `call` propagates a nonzero callee status at once.  `pfor` hands an
+ * internal trampoline and a context struct to the thread pool (llvm.h);
+ * `scratch` arrays live in the prologue's allocas.  Floating point is
  * emitted without fast-math flags (and never as fmuladd) unless the module
  * asks for fastmath, so results match C compiled without contraction.
  * The exported entry wrapper adapts the KlEntry ABI of compile.h.
@@ -25,6 +27,7 @@ typedef struct Cg {
     LLVMTypeRef i1, i8, i32, i64, f32, f64, ptr, unit; /* common types */
     LLVMTypeRef status;         /* KlStatus: {i32, i32, [3 x i64]} */
     unsigned prof_kind;         /* metadata kind id of "prof" */
+    int npfor;                  /* trampolines emitted, for their names */
     /* per function */
     KlFunc *f;                  /* function being emitted */
     LLVMValueRef fn;            /* its LLVM function */
@@ -32,6 +35,7 @@ typedef struct Cg {
     LLVMBasicBlockRef *bbs;     /* LLVM block of each reachable IR block */
     LLVMBasicBlockRef prologue; /* holds allocas, then jumps to block 0 */
     LLVMBuilderRef ab;          /* builder at the end of the prologue */
+    LLVMValueRef statuses;      /* the pfor status slots, NULL until used */
 } Cg;
 
 /* ---- types ------------------------------------------------------------ */
@@ -554,6 +558,215 @@ emit_raise(Cg *cg, const KlInst *in)
     LLVMBuildRet(cg->b, LLVMConstInt(cg->i32, 1, 0));
 }
 
+/* ---- parallel loops --------------------------------------------------- */
+
+/* Largest scratch array, in bytes: it lives on the stack. */
+#define SCRATCH_MAX_BYTES (1 << 20)
+/* Status slots of one pfor: pool.h's limit on chunks. */
+#define PFOR_MAX_CHUNKS 256
+
+/* Emits `scratch` instruction in: an alloca of imm.i elements in the
+ * prologue (so a scratch inside a loop reuses one buffer) and the array
+ * value {data, {imm.i}, {itemsize}}.  NULL with d filled on a malformed
+ * instruction. */
+static LLVMValueRef
+emit_scratch(Cg *cg, const KlInst *in)
+{
+    const KlType *t = in->type;
+    if (t->kind != KL_T_ARRAY || t->ndim != 1 || !kl_type_is_scalar(t->elem)
+        || in->imm.i < 0
+        || in->imm.i > SCRATCH_MAX_BYTES / kl_type_itemsize(t->elem)) {
+        kl_internal_error(cg->d, "%s: bad scratch of %lld x %s", cg->f->name,
+                          (long long)in->imm.i, t->name);
+        return NULL;
+    }
+    LLVMTypeRef aty = LLVMArrayType2(mem_type(cg, t->elem),
+                                     (uint64_t)in->imm.i);
+    LLVMValueRef mem = prologue_alloca(cg, aty);
+    LLVMSetAlignment(mem, 64);
+    LLVMValueRef n = LLVMConstInt(cg->i64, (unsigned long long)in->imm.i, 0);
+    LLVMValueRef size = LLVMConstInt(
+        cg->i64, (unsigned long long)kl_type_itemsize(t->elem), 0);
+    LLVMValueRef v = LLVMGetUndef(reg_type(cg, t));
+    v = LLVMBuildInsertValue(cg->b, v, mem, 0, "");
+    v = LLVMBuildInsertValue(cg->b, v, LLVMConstArray2(cg->i64, &n, 1), 1, "");
+    return LLVMBuildInsertValue(cg->b, v, LLVMConstArray2(cg->i64, &size, 1),
+                                2, "");
+}
+
+/* Checks that `pfor` instruction in matches its body function: at least
+ * three int64 operands, a body taking (int64 x 3, the captured types)
+ * and returning None.  0 or -1 with d filled. */
+static int
+check_pfor(Cg *cg, const KlInst *in)
+{
+    KlFunc *f = cg->f;
+    if (in->imm.i < 0 || in->imm.i >= cg->m->nfuncs || in->nargs < 3) {
+        return kl_internal_error(cg->d, "%s: bad pfor of function %lld",
+                                 f->name, (long long)in->imm.i);
+    }
+    KlFunc *body = cg->m->funcs[in->imm.i];
+    int ok = body->nparams == in->nargs && !has_result(body);
+    for (int32_t k = 0; ok && k < in->nargs; k++) {
+        const KlType *at = f->insts[in->args[k]].type;
+        LLVMTypeRef ty = reg_type(cg, at);
+        ok = (k >= 3 || ty == cg->i64)
+             && ty == reg_type(cg, body->param_types[k]);
+    }
+    if (!ok) {
+        return kl_internal_error(cg->d, "%s: pfor operands do not match "
+                                 "body %s", f->name, body->name);
+    }
+    return 0;
+}
+
+/* The context struct a pfor passes to its trampoline: chunk size,
+ * iteration count, status slots, then the captured values of in. */
+static LLVMTypeRef
+pfor_context_type(Cg *cg, const KlInst *in)
+{
+    unsigned n = (unsigned)in->nargs;
+    LLVMTypeRef *fields = malloc(sizeof(LLVMTypeRef) * n);
+    if (fields == NULL) {
+        kl_error(cg->d, KL_DIAG_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    fields[0] = cg->i64;
+    fields[1] = cg->i64;
+    fields[2] = cg->ptr;
+    for (unsigned k = 3; k < n; k++) {
+        LLVMTypeRef ty = reg_type(cg, cg->f->insts[in->args[k]].type);
+        fields[k] = ty != NULL ? ty : cg->unit;
+    }
+    LLVMTypeRef t = LLVMStructTypeInContext(cg->ctx, fields, n, 0);
+    free(fields);
+    return t;
+}
+
+/* Emits `i32 tramp(ptr ctx, i64 chunk)` for body function bi and context
+ * type ctxty (nfields fields): loads the context, computes the chunk's
+ * [lo, hi) without overflow, calls the body with the chunk's status slot
+ * and returns its status.  NULL with d filled. */
+static LLVMValueRef
+emit_trampoline(Cg *cg, int32_t bi, LLVMTypeRef ctxty, unsigned nfields)
+{
+    char name[48];
+    snprintf(name, sizeof(name), "kl.pfor.%d", cg->npfor++);
+    LLVMTypeRef params[2] = {cg->ptr, cg->i64};
+    LLVMValueRef fn = LLVMAddFunction(
+        cg->mod, name, LLVMFunctionType(cg->i32, params, 2, 0));
+    LLVMSetLinkage(fn, LLVMInternalLinkage);
+    add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+    LLVMValueRef *args = malloc(sizeof(LLVMValueRef) * (nfields + 1));
+    if (args == NULL) {
+        kl_error(cg->d, KL_DIAG_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(cg->ctx);
+    LLVMPositionBuilderAtEnd(b, LLVMAppendBasicBlockInContext(cg->ctx, fn,
+                                                              ""));
+    LLVMValueRef ctx = LLVMGetParam(fn, 0), chunk = LLVMGetParam(fn, 1);
+    LLVMValueRef field[3];
+    for (unsigned k = 0; k < nfields; k++) {
+        LLVMTypeRef ty = LLVMStructGetTypeAtIndex(ctxty, k);
+        LLVMValueRef p = LLVMBuildStructGEP2(b, ctxty, ctx, k, "");
+        LLVMValueRef x = LLVMBuildLoad2(b, ty, p, "");
+        if (k < 3) {
+            field[k] = x;
+        }
+        else {
+            args[k + 1] = x;
+        }
+    }
+    /* lo = chunk * cs < niters; hi = lo + min(cs, niters - lo) */
+    LLVMValueRef lo = LLVMBuildNSWMul(b, chunk, field[0], "");
+    LLVMValueRef left = LLVMBuildNSWSub(b, field[1], lo, "");
+    LLVMValueRef fewer = LLVMBuildICmp(b, LLVMIntSLT, left, field[0], "");
+    LLVMValueRef len = LLVMBuildSelect(b, fewer, left, field[0], "");
+    args[0] = LLVMBuildInBoundsGEP2(b, cg->status, field[2], &chunk, 1, "");
+    args[1] = chunk;
+    args[2] = lo;
+    args[3] = LLVMBuildNSWAdd(b, lo, len, "");
+    LLVMValueRef st = LLVMBuildCall2(b, cg->fntys[bi], cg->fns[bi], args,
+                                     nfields + 1, "");
+    LLVMBuildRet(b, st);
+    LLVMDisposeBuilder(b);
+    free(args);
+    return fn;
+}
+
+/* The declaration of the pool's `int64 kl_pool_run(fn, ctx, nchunks)`. */
+static LLVMValueRef
+pool_run_decl(Cg *cg, LLVMTypeRef *fnty)
+{
+    LLVMTypeRef params[3] = {cg->ptr, cg->ptr, cg->i64};
+    *fnty = LLVMFunctionType(cg->i64, params, 3, 0);
+    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "kl_pool_run");
+    if (fn == NULL) {
+        fn = LLVMAddFunction(cg->mod, "kl_pool_run", *fnty);
+        add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
+    }
+    return fn;
+}
+
+/* Emits `pfor` instruction in: fills a context struct (prologue alloca),
+ * runs the trampoline on the pool over %a chunks and, when a chunk
+ * raised, copies the lowest failing chunk's status into this function's
+ * KlStatus and returns 1.  The status slots (room for the pool's maximum
+ * chunk count) are shared by the function's pfors, which run one after
+ * another.  0 or -1 with d filled. */
+static int
+emit_pfor(Cg *cg, const KlInst *in)
+{
+    if (check_pfor(cg, in) < 0) {
+        return -1;
+    }
+    LLVMTypeRef ctxty = pfor_context_type(cg, in);
+    if (ctxty == NULL) {
+        return -1;
+    }
+    LLVMValueRef tramp = emit_trampoline(cg, (int32_t)in->imm.i, ctxty,
+                                         (unsigned)in->nargs);
+    if (tramp == NULL) {
+        return -1;
+    }
+    LLVMBuilderRef b = cg->b;
+    if (cg->statuses == NULL) {
+        cg->statuses = prologue_alloca(
+            cg, LLVMArrayType2(cg->status, PFOR_MAX_CHUNKS));
+        LLVMSetAlignment(cg->statuses, 8);
+    }
+    LLVMValueRef ctx = prologue_alloca(cg, ctxty);
+    for (unsigned k = 0; k < (unsigned)in->nargs; k++) {
+        /* fields: cs = %b, niters = %c, statuses, then the captured */
+        LLVMValueRef x = k < 2 ? cg->vals[in->args[k + 1]]
+                         : k == 2 ? cg->statuses : cg->vals[in->args[k]];
+        if (x == NULL) {
+            x = LLVMConstNull(cg->unit);
+        }
+        LLVMBuildStore(b, x, LLVMBuildStructGEP2(b, ctxty, ctx, k, ""));
+    }
+    LLVMTypeRef runty;
+    LLVMValueRef run = pool_run_decl(cg, &runty);
+    LLVMValueRef args[3] = {tramp, ctx, cg->vals[in->args[0]]};
+    LLVMValueRef r = LLVMBuildCall2(b, runty, run, args, 3, "");
+    LLVMValueRef failed = LLVMBuildICmp(b, LLVMIntSGE, r,
+                                        LLVMConstInt(cg->i64, 0, 0), "");
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
+                                                           "");
+    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
+                                                           "");
+    set_weights(cg, LLVMBuildCondBr(b, failed, fail, cont), 1, 2000);
+    LLVMPositionBuilderAtEnd(b, fail);
+    LLVMValueRef src = LLVMBuildInBoundsGEP2(b, cg->status, cg->statuses, &r,
+                                             1, "");
+    LLVMBuildMemCpy(b, LLVMGetParam(cg->fn, 0), 8, src, 8,
+                    LLVMConstInt(cg->i64, sizeof(KlStatus), 0));
+    LLVMBuildRet(b, LLVMConstInt(cg->i32, 1, 0));
+    LLVMPositionBuilderAtEnd(b, cont);
+    return 0;
+}
+
 static const LLVMIntPredicate int_preds[2][6] = {
     {LLVMIntULT, LLVMIntULE, LLVMIntEQ, LLVMIntNE, LLVMIntUGT, LLVMIntUGE},
     {LLVMIntSLT, LLVMIntSLE, LLVMIntEQ, LLVMIntNE, LLVMIntSGT, LLVMIntSGE},
@@ -738,6 +951,17 @@ emit_inst(Cg *cg, int32_t id, LLVMValueRef *args)
         }
         v = emit_call(cg, in, args);
         break;
+    case KL_OP_scratch:
+        v = emit_scratch(cg, in);
+        if (v == NULL) {
+            return -1;
+        }
+        break;
+    case KL_OP_pfor:
+        if (emit_pfor(cg, in) < 0) {
+            return -1;
+        }
+        break;
     case KL_OP_jump: {
         int32_t t = (int32_t)in->imm.i;
         const KlBlock *tb = &f->blocks[t];
@@ -860,6 +1084,7 @@ emit_func(Cg *cg, int32_t fi)
     }
     cg->f = f;
     cg->fn = cg->fns[fi];
+    cg->statuses = NULL;
     cg->vals = calloc((size_t)f->ninsts + 1, sizeof(LLVMValueRef));
     cg->bbs = calloc((size_t)f->nblocks + 1, sizeof(LLVMBasicBlockRef));
     int32_t *order = malloc(sizeof(int32_t) * ((size_t)f->nblocks + 1));

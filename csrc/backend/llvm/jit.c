@@ -3,7 +3,8 @@
  * One ORC LLJIT serves the whole process, created on first use with a
  * target machine for the host CPU and its features at the aggressive
  * optimisation level; process symbols (libm, through CPython) are visible to
- * compiled code.  Each compilation builds its module in a fresh context
+ * compiled code, and so are the runtime helpers it calls (kl_pool_run),
+ * defined by address because Python loads extensions RTLD_LOCAL.  Each compilation builds its module in a fresh context
  * (codegen.c), optimises it with the new pass manager's default<O3>, adds it
  * to the main JITDylib under a unique entry name and looks the entry up,
  * which generates the machine code once.  Compiled code lives until process
@@ -22,6 +23,7 @@
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
 
+#include "../../runtime/pool.h"
 #include "llvm.h"
 
 /* Process-wide backend state, guarded by `lock`. */
@@ -66,6 +68,29 @@ host_machine(KlDiag *d)
     return m;
 }
 
+/* Defines the runtime helpers compiled code calls by name in the main
+ * JITDylib of j, as absolute symbols at their addresses in this library. */
+static int
+define_runtime(LLVMOrcLLJITRef j, KlDiag *d)
+{
+    LLVMJITSymbolFlags flags = {
+        LLVMJITSymbolGenericFlagsExported | LLVMJITSymbolGenericFlagsCallable,
+        0};
+    LLVMOrcCSymbolMapPair syms[] = {
+        {LLVMOrcLLJITMangleAndIntern(j, "kl_pool_run"),
+         {(LLVMOrcExecutorAddress)(uintptr_t)kl_pool_run, flags}},
+    };
+    size_t n = sizeof(syms) / sizeof(syms[0]);
+    LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(syms, n);
+    LLVMErrorRef err = LLVMOrcJITDylibDefine(LLVMOrcLLJITGetMainJITDylib(j),
+                                             mu);
+    if (err != NULL) {
+        LLVMOrcDisposeMaterializationUnit(mu);
+        return llvm_error(d, "runtime symbols", err);
+    }
+    return 0;
+}
+
 /* Creates the target machine and the LLJIT on first use (lock held). */
 static int
 init_jit(KlDiag *d)
@@ -104,6 +129,10 @@ init_jit(KlDiag *d)
         return -1;
     }
     LLVMOrcJITDylibAddGenerator(LLVMOrcLLJITGetMainJITDylib(j), gen);
+    if (define_runtime(j, d) < 0) {
+        LLVMConsumeError(LLVMOrcDisposeLLJIT(j));
+        return -1;
+    }
     jit = j;
     return 0;
 }
