@@ -171,7 +171,9 @@ lower_all(KlModule *m, KlDiag *d)
         if (f->ret_type == NULL) {
             return kl_internal_error(d, "%s was never typed", f->name);
         }
-        if (kl_lower(f, d) < 0 || kl_verify(f, 1, d) < 0) {
+        if (kl_bounds(f, d) < 0
+            || kl_parallel(f, d) < 0 || kl_lower(f, d) < 0
+            || kl_verify(f, 1, d) < 0) {
             if (d->file[0] == '\0') {
                 snprintf(d->file, sizeof(d->file), "%s", f->filename);
             }

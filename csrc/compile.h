@@ -49,6 +49,12 @@ KlFunc *kl_build_ir(KlModule *m, void *func, KlDiag *d);
 /* passes/infer.c: gives every instruction a type, from f->param_types and
  * (for calls) m->resolve_call; sets f->ret_type unless annotated. */
 int kl_infer(KlFunc *f, KlDiag *d);
+/* passes/bounds.c: on a typed function, sets the proof bits (imm.i) of
+ * array py_getitem / py_setitem whose indices it proves in range. */
+int kl_bounds(KlFunc *f, KlDiag *d);
+/* passes/parallel.c: outlines each outermost prange loop of a typed
+ * function into a new module function run by `pfor` (see ops.h). */
+int kl_parallel(KlFunc *f, KlDiag *d);
 /* passes/lower.c: replaces every Python-level op of a typed function by
  * primitive ops, making Python semantics explicit (promotion, floor
  * division, negative indices, bounds checks, error raises). */

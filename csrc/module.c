@@ -9,6 +9,7 @@
  * compilation.
  */
 #include "dispatch.h"
+#include "runtime/pool.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -366,11 +367,40 @@ static PyTypeObject DispatcherType = {
 
 /* ---- module ----------------------------------------------------------- */
 
+static PyObject *
+core_set_num_threads(PyObject *self, PyObject *arg)
+{
+    long n = PyLong_AsLong(arg);
+    if (n == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (n < 1 || n > 256 || kl_pool_set_threads((int)n) < 0) {
+        return PyErr_Format(PyExc_ValueError, "kiln.set_num_threads(): n "
+                            "must be between 1 and 256, got %ld", n);
+    }
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+core_get_num_threads(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(kl_pool_get_threads());
+}
+
+static PyMethodDef core_methods[] = {
+    {"set_num_threads", core_set_num_threads, METH_O,
+     "set_num_threads(n): threads that run parallel loops."},
+    {"get_num_threads", core_get_num_threads, METH_NOARGS,
+     "get_num_threads(): threads that run parallel loops."},
+    {NULL, NULL, 0, NULL},
+};
+
 static struct PyModuleDef core_module = {
     PyModuleDef_HEAD_INIT,
     .m_name = "kiln._core",
     .m_doc = "kiln's compiler core: the Dispatcher type and CompileError.",
     .m_size = -1,
+    .m_methods = core_methods,
 };
 
 /* kiln.CompileError with class defaults filename = lineno = None. */

@@ -41,9 +41,11 @@ KL_OP(py_cmp, 2, KL_PYLEVEL,
 KL_OP(py_truth, 1, KL_PYLEVEL, "bool(%a): truth value for branches")
 KL_OP(py_getitem, -1, KL_PYLEVEL,
       "%a[%b, %c, ...]: array element (one index per dimension) or item "
-      "of a shape tuple")
+      "of a shape tuple; imm.i bit k set (by passes/bounds.c) when index k "
+      "is proven to lie in [0, extent k): no wrap, no check")
 KL_OP(py_setitem, -1, KL_PYLEVEL,
-      "%a[%c, %d, ...] = %b: store into an array element")
+      "%a[%c, %d, ...] = %b: store into an array element; imm.i as for "
+      "py_getitem")
 KL_OP(py_getattr, 1, KL_PYLEVEL,
       "%a.<aux: KlAttr>: .shape .size .ndim .real .imag")
 KL_OP(py_call, -1, KL_PYLEVEL,

@@ -113,42 +113,22 @@ def prange(*args):
 
 # ---- threads -------------------------------------------------------------
 
-def _default_threads():
-    env = _os.environ.get("KILN_NUM_THREADS", "")
-    if env:
-        try:
-            n = int(env)
-        except ValueError:
-            n = 0
-        if n >= 1:
-            return n
-        raise ValueError(
-            f"kiln: KILN_NUM_THREADS must be a positive integer, got {env!r}")
-    return _os.cpu_count() or 1
-
-
-_num_threads = None
-
-
 def set_num_threads(n):
-    """Sets how many threads parallel loops use (n >= 1)."""
-    global _num_threads
+    """Sets how many threads run parallel loops (1 <= n <= 256)."""
     if isinstance(n, bool) or not hasattr(n, "__index__"):
         raise TypeError(
             f"kiln.set_num_threads() expects an int, got {type(n).__name__}")
     n = n.__index__()
     if n < 1:
         raise ValueError(f"kiln.set_num_threads(): n must be >= 1, got {n}")
-    _num_threads = n
+    if _core is not None:
+        _core.set_num_threads(n)
 
 
 def get_num_threads():
-    """The number of threads parallel loops use: the last set_num_threads(),
-    else KILN_NUM_THREADS, else the number of CPUs."""
-    global _num_threads
-    if _num_threads is None:
-        _num_threads = _default_threads()
-    return _num_threads
+    """The number of threads that run parallel loops: the last
+    set_num_threads(), else KILN_NUM_THREADS, else the number of CPUs."""
+    return _core.get_num_threads() if _core is not None else _os.cpu_count()
 
 
 # ---- jit -----------------------------------------------------------------

@@ -4,10 +4,11 @@
  * target machine for the host CPU and its features at the aggressive
  * optimisation level; process symbols (libm, through CPython) are visible to
  * compiled code, and so are the runtime helpers it calls (kl_pool_run),
- * defined by address because Python loads extensions RTLD_LOCAL.  Each compilation builds its module in a fresh context
- * (codegen.c), optimises it with the new pass manager's default<O3>, adds it
- * to the main JITDylib under a unique entry name and looks the entry up,
- * which generates the machine code once.  Compiled code lives until process
+ * defined by address because Python loads extensions RTLD_LOCAL.  Each
+ * compilation builds its module in a fresh context (codegen.c), optimises
+ * it with the new pass manager's default<O3>, adds it to the main JITDylib
+ * under a unique entry name and looks the entry up, which generates the
+ * machine code once.  Compiled code lives until process
  * exit.  A mutex guards the shared state.
  */
 #include <pthread.h>

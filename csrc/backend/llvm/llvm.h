@@ -14,6 +14,13 @@
  *   - one exported entry wrapper with the KlEntry ABI of compile.h, named by
  *     the caller, that unpacks `void **args`, calls funcs[0] and stores the
  *     result to `ret` in its C representation.
+ *   - one internal trampoline per `pfor`, named "kl.pfor.<n>", with the
+ *     pool's KlChunkFn ABI: i32 @t(ptr %ctx, i64 %chunk).  %ctx points to
+ *     {i64 chunk size, i64 iteration count, ptr status slots, captured
+ *     values...} in the caller's frame; the trampoline calls the body with
+ *     the chunk's own KlStatus slot, and the caller copies the lowest
+ *     failing chunk's slot into its own status.  Runtime helpers (today
+ *     kl_pool_run) are external declarations jit.c defines by address.
  *
  * Register types: bool i1, ints iN, floats float/double, complex {fK, fK},
  * None `{}`, element pointers ptr, arrays {ptr data, [n x i64] shape,

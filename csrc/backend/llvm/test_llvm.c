@@ -8,8 +8,12 @@
  *   cc -std=c11 -O1 -ffp-contract=off -I csrc $(llvm-config --cflags) \
  *      csrc/backend/llvm/test_llvm.c csrc/backend/llvm/codegen.c \
  *      csrc/backend/llvm/jit.c csrc/kiln.c csrc/types.c csrc/ir/ir.c \
+ *      csrc/runtime/pool.c \
  *      $(llvm-config --ldflags --libs core orcjit native passes) -lm \
  *      -lpthread -o /tmp/test_llvm
+ *
+ * The parallel-loop tests run at several pool sizes; KILN_NUM_THREADS sets
+ * the size the first of them starts with.
  */
 #include <math.h>
 #include <stdio.h>
@@ -18,6 +22,7 @@
 #include <time.h>
 
 #include "compile.h"
+#include "runtime/pool.h"
 
 static int failures;
 
@@ -756,6 +761,276 @@ test_timing(void)
     kl_module_free(m);
 }
 
+/* ---- 12. parallel loops: pfor, scratch, errors from chunks ------------- */
+
+/* Opens `for i in range(lo, hi)` in f at block b: returns the body block
+ * and sets *i to the counter and *exit to the block after the loop; the
+ * caller ends the body with loop_next. */
+static int32_t
+loop_open(KlFunc *f, int32_t b, int32_t lo, int32_t hi, int32_t *i,
+          int32_t *head, int32_t *exit)
+{
+    int32_t h = kl_block_new(f), body = kl_block_new(f);
+    *exit = kl_block_new(f);
+    kl_jump(f, b, h, 1, &lo, 1);
+    *i = kl_bparam_add(f, h, kl_i64);
+    kl_branch(f, h, cmp(f, h, KL_CMP_LT, *i, hi), body, *exit, 1);
+    *head = h;
+    return body;
+}
+
+static void
+loop_next(KlFunc *f, int32_t b, int32_t i, int32_t head)
+{
+    int32_t one = kl_const_int(f, b, kl_i64, 1, 1);
+    int32_t i2 = op(f, b, KL_OP_add, kl_i64, 2, i, one);
+    kl_jump(f, b, head, 1, &i2, 1);
+}
+
+/* A pfor in block b of f over body function number fi: %a, %b, %c, then
+ * ncap captured values. */
+static int32_t
+pfor(KlFunc *f, int32_t b, int32_t fi, int32_t nchunks, int32_t cs,
+     int32_t n, int ncap, int32_t c0, int32_t c1)
+{
+    int32_t args[5] = {nchunks, cs, n, c0, c1};
+    int32_t id = kl_emit(f, b, KL_OP_pfor, kl_void, 1, 3 + ncap, args);
+    f->insts[id].imm.i = fi;
+    return id;
+}
+
+/* Chunk count ceil(n / cs) in block b. */
+static int32_t
+chunks_of(KlFunc *f, int32_t b, int32_t n, int32_t cs)
+{
+    int32_t one = kl_const_int(f, b, kl_i64, 1, 1);
+    int32_t t = op(f, b, KL_OP_sub, kl_i64, 2,
+                   op(f, b, KL_OP_add, kl_i64, 2, n, cs), one);
+    return op(f, b, KL_OP_div, kl_i64, 2, t, cs);
+}
+
+/* fill(a: i64[::1], cs: i64, k: i32): a[i] = i * 2 + k for every i, in
+ * parallel chunks of cs; the body is fill_body(chunk, lo, hi, a, k). */
+static KlModule *
+build_fill(void)
+{
+    KlModule *m = kl_module_new((KlOptions){0, 1});
+    const KlType *at = kl_type_array(kl_i64, 1, KL_LAYOUT_C, 0);
+    const KlType *pt[3] = {at, kl_i64, kl_i32};
+    KlFunc *f = new_func(m, "fill", kl_none, 3, pt);
+    const KlType *bt[5] = {kl_i64, kl_i64, kl_i64, at, kl_i32};
+    KlFunc *g = new_func(m, "fill_body", kl_none, 5, bt);
+    int32_t a = arg(f, 0), cs = arg(f, 1), k = arg(f, 2);
+    int32_t n = op(f, 0, KL_OP_dim, kl_i64, 1, a);
+    pfor(f, 0, 1, chunks_of(f, 0, n, cs), cs, n, 2, a, k);
+    ret(f, 0, -1);
+    /* body */
+    arg(g, 0);
+    int32_t lo = arg(g, 1), hi = arg(g, 2), ga = arg(g, 3), gk = arg(g, 4);
+    int32_t i, head, exit;
+    int32_t body = loop_open(g, 0, lo, hi, &i, &head, &exit);
+    int32_t two = kl_const_int(g, body, kl_i64, 2, 1);
+    int32_t v = op(g, body, KL_OP_add, kl_i64, 2,
+                   op(g, body, KL_OP_mul, kl_i64, 2, i, two),
+                   op(g, body, KL_OP_cast, kl_i64, 1, gk));
+    op(g, body, KL_OP_store, kl_void, 2,
+       op(g, body, KL_OP_elemptr, kl_type_ptr(kl_i64), 2, ga, i), v);
+    loop_next(g, body, i, head);
+    ret(g, exit, -1);
+    kl_loop_new(g, head, body, exit, -1, 0);
+    return m;
+}
+
+/* psum(a: f64[::1]) -> f64: chunks of 64 sum into scratch[chunk], then
+ * the parent adds the partials in chunk order. */
+static KlModule *
+build_psum(void)
+{
+    KlModule *m = kl_module_new((KlOptions){0, 1});
+    const KlType *at = kl_type_array(kl_f64, 1, KL_LAYOUT_C, 0);
+    KlFunc *f = new_func(m, "psum", kl_f64, 1, &at);
+    const KlType *bt[5] = {kl_i64, kl_i64, kl_i64, at, at};
+    KlFunc *g = new_func(m, "psum_body", kl_none, 5, bt);
+    const KlType *pf = kl_type_ptr(kl_f64);
+    /* parent */
+    int32_t a = arg(f, 0);
+    int32_t n = op(f, 0, KL_OP_dim, kl_i64, 1, a);
+    int32_t cs = kl_const_int(f, 0, kl_i64, 64, 1);
+    int32_t s = op(f, 0, KL_OP_scratch, at, 0);
+    f->insts[s].imm.i = 256;
+    int32_t nc = chunks_of(f, 0, n, cs);
+    pfor(f, 0, 1, nc, cs, n, 2, a, s);
+    int32_t head = kl_block_new(f), body = kl_block_new(f),
+            done = kl_block_new(f);
+    int32_t init[2] = {kl_const_int(f, 0, kl_i64, 0, 1),
+                       kl_const_float(f, 0, kl_f64, 0.0, 1)};
+    kl_jump(f, 0, head, 2, init, 1);
+    int32_t c = kl_bparam_add(f, head, kl_i64);
+    int32_t t = kl_bparam_add(f, head, kl_f64);
+    kl_branch(f, head, cmp(f, head, KL_CMP_LT, c, nc), body, done, 1);
+    int32_t x = op(f, body, KL_OP_load, kl_f64, 1,
+                   op(f, body, KL_OP_elemptr, pf, 2, s, c));
+    int32_t next[2] = {op(f, body, KL_OP_add, kl_i64, 2, c,
+                          kl_const_int(f, body, kl_i64, 1, 1)),
+                       op(f, body, KL_OP_add, kl_f64, 2, t, x)};
+    kl_jump(f, body, head, 2, next, 1);
+    ret(f, done, t);
+    kl_loop_new(f, head, body, done, -1, 0);
+    /* body: scratch[chunk] = sum(a[lo:hi]) */
+    int32_t chunk = arg(g, 0), lo = arg(g, 1), hi = arg(g, 2);
+    int32_t ga = arg(g, 3), gs = arg(g, 4);
+    int32_t gh = kl_block_new(g), gb = kl_block_new(g), ge = kl_block_new(g);
+    int32_t ginit[2] = {lo, kl_const_float(g, 0, kl_f64, 0.0, 1)};
+    kl_jump(g, 0, gh, 2, ginit, 1);
+    int32_t i = kl_bparam_add(g, gh, kl_i64);
+    int32_t acc = kl_bparam_add(g, gh, kl_f64);
+    kl_branch(g, gh, cmp(g, gh, KL_CMP_LT, i, hi), gb, ge, 1);
+    int32_t y = op(g, gb, KL_OP_load, kl_f64, 1,
+                   op(g, gb, KL_OP_elemptr, pf, 2, ga, i));
+    int32_t gnext[2] = {op(g, gb, KL_OP_add, kl_i64, 2, i,
+                           kl_const_int(g, gb, kl_i64, 1, 1)),
+                        op(g, gb, KL_OP_add, kl_f64, 2, acc, y)};
+    kl_jump(g, gb, gh, 2, gnext, 1);
+    op(g, ge, KL_OP_store, kl_void, 2,
+       op(g, ge, KL_OP_elemptr, pf, 2, gs, chunk), acc);
+    ret(g, ge, -1);
+    kl_loop_new(g, gh, gb, ge, -1, 0);
+    return m;
+}
+
+/* fail(a: i64[::1]) -> i64: 16 chunks of len(a) / 16 write a[i] = 1;
+ * chunks 3 and 7 raise ValueError(chunk, lo) before writing; returns 5
+ * when nothing raised. */
+static KlModule *
+build_fail(int32_t *site)
+{
+    KlModule *m = kl_module_new((KlOptions){0, 1});
+    const KlType *at = kl_type_array(kl_i64, 1, KL_LAYOUT_C, 0);
+    KlFunc *f = new_func(m, "fail", kl_i64, 1, &at);
+    const KlType *bt[4] = {kl_i64, kl_i64, kl_i64, at};
+    KlFunc *g = new_func(m, "fail_body", kl_none, 4, bt);
+    kl_raise_site(m, KL_EXC_INDEX, 1, NULL, "unused");
+    *site = kl_raise_site(m, KL_EXC_VALUE, 2, NULL, "chunk %lld at %lld");
+    int32_t a = arg(f, 0);
+    int32_t n = op(f, 0, KL_OP_dim, kl_i64, 1, a);
+    int32_t sixteen = kl_const_int(f, 0, kl_i64, 16, 1);
+    int32_t cs = op(f, 0, KL_OP_div, kl_i64, 2, n, sixteen);
+    pfor(f, 0, 1, sixteen, cs, n, 1, a, 0);
+    ret(f, 0, kl_const_int(f, 0, kl_i64, 5, 1));
+    /* body */
+    int32_t chunk = arg(g, 0), lo = arg(g, 1), hi = arg(g, 2), ga = arg(g, 3);
+    int32_t bad = kl_block_new(g), ok = kl_block_new(g);
+    int32_t three = kl_const_int(g, 0, kl_i64, 3, 1);
+    int32_t seven = kl_const_int(g, 0, kl_i64, 7, 1);
+    int32_t is3 = cmp(g, 0, KL_CMP_EQ, chunk, three);
+    int32_t is7 = cmp(g, 0, KL_CMP_EQ, chunk, seven);
+    kl_branch(g, 0, op(g, 0, KL_OP_or, kl_bool, 2, is3, is7), bad, ok, 1);
+    int32_t r = op(g, bad, KL_OP_raise, kl_void, 2, chunk, lo);
+    g->insts[r].imm.i = *site;
+    int32_t i, head, exit;
+    int32_t body = loop_open(g, ok, lo, hi, &i, &head, &exit);
+    op(g, body, KL_OP_store, kl_void, 2,
+       op(g, body, KL_OP_elemptr, kl_type_ptr(kl_i64), 2, ga, i),
+       kl_const_int(g, body, kl_i64, 1, 1));
+    loop_next(g, body, i, head);
+    ret(g, exit, -1);
+    kl_loop_new(g, head, body, exit, -1, 0);
+    return m;
+}
+
+static void
+test_parallel(void)
+{
+    enum { N = 1000, M = 10007, F = 160 };
+    static int64_t ia[N], fa[F];
+    static double da[M];
+    int32_t site = -1;
+    KlLlvmText text = {0};
+    KlModule *mf = build_fill(), *ms = build_psum(), *mx = build_fail(&site);
+    KlEntry fill = compile(mf, NULL), psum = compile(ms, &text),
+            fail = compile(mx, NULL);
+    if (text.llvm_ir != NULL) {
+        CHECK(strstr(text.llvm_ir, "@kl_pool_run(") != NULL);
+    }
+    for (int i = 0; i < M; i++) {
+        da[i] = (i % 5 == 0 ? 1e12 : 1.0) * sin(i * 0.71) + 1e-3 * i;
+    }
+    double expect = 0.0;
+    for (int c = 0; c * 64 < M; c++) {
+        double part = 0.0;
+        for (int i = c * 64; i < M && i < (c + 1) * 64; i++) {
+            part += da[i];
+        }
+        expect += part;
+    }
+    const int sizes[5] = {0, 1, 2, 3, 8};   /* 0: as the pool started */
+    for (int t = 0; t < 5; t++) {
+        if (sizes[t] > 0) {
+            CHECK(kl_pool_set_threads(sizes[t]) == 0);
+        }
+        for (int rep = 0; rep < 20; rep++) {
+            KlStatus st;
+            memset(&st, 0, sizeof(st));
+            char none[8];
+            if (fill != NULL) {
+                /* chunk sizes: 7 (143 chunks), N (one chunk), 1000 > n */
+                const int64_t css[3] = {7, 256, N};
+                for (int j = 0; j < 3; j++) {
+                    int64_t shape[1] = {N - rep}, strides[1] = {8};
+                    KlArrayArg arr = {(char *)ia, shape, strides};
+                    int64_t cs = css[j];
+                    int32_t k = rep == 0 ? 0 : -3 * rep;
+                    void *args[3] = {&arr, &cs, &k};
+                    memset(ia, 0xff, sizeof(ia));
+                    CHECK(fill(args, none, &st) == 0);
+                    int good = 1;
+                    for (int i = 0; i < N - rep; i++) {
+                        good &= ia[i] == (int64_t)i * 2 + k;
+                    }
+                    for (int i = N - rep; i < N; i++) {
+                        good &= ia[i] == -1;
+                    }
+                    CHECK(good);
+                }
+                /* empty range: no chunk runs */
+                int64_t shape0[1] = {0}, strides0[1] = {8}, cs0 = 4;
+                int32_t k0 = 0;
+                KlArrayArg arr0 = {(char *)ia, shape0, strides0};
+                void *args0[3] = {&arr0, &cs0, &k0};
+                CHECK(fill(args0, none, &st) == 0);
+            }
+            if (psum != NULL) {
+                int64_t shape[1] = {M}, strides[1] = {8};
+                KlArrayArg arr = {(char *)da, shape, strides};
+                void *args[1] = {&arr};
+                double out = -1;
+                CHECK(psum(args, &out, &st) == 0);
+                CHECK(memcmp(&out, &expect, 8) == 0);
+            }
+            if (fail != NULL) {
+                int64_t shape[1] = {F}, strides[1] = {8}, out = 0;
+                KlArrayArg arr = {(char *)fa, shape, strides};
+                void *args[1] = {&arr};
+                memset(fa, 0, sizeof(fa));
+                CHECK(fail(args, &out, &st) == 1);
+                CHECK(st.site == site && st.payload[0] == 3
+                      && st.payload[1] == 30 && out == 0);
+                int before = 1;
+                for (int i = 0; i < 30; i++) {
+                    before &= fa[i] == 1;       /* chunks 0-2 all ran */
+                }
+                CHECK(before && fa[30] == 0 && fa[70] == 0);
+            }
+        }
+        printf("parallel loops at %d threads: done\n", kl_pool_get_threads());
+    }
+    free(text.llvm_ir);
+    free(text.asm_text);
+    kl_module_free(mf);
+    kl_module_free(ms);
+    kl_module_free(mx);
+}
+
 int
 main(void)
 {
@@ -775,6 +1050,7 @@ main(void)
     test_casts();
     test_misc();
     test_errors();
+    test_parallel();
     test_timing();
     if (failures) {
         printf("FAILED: %d\n", failures);

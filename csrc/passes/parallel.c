@@ -1,0 +1,1111 @@
+/* parallel.c: outlines each outermost prange loop into a body function
+ * that the thread pool runs in chunks.
+ *
+ * Works on typed Python-level IR (after infer and bounds, before lower).
+ * For a loop `for i in prange(start, stop, step)` in F:
+ *   - the loop's blocks move into a new function B(chunk, lo, hi,
+ *     captured...) that runs iterations k in [lo, hi) with
+ *     i = start + k * step, and stores each reduction's partial into
+ *     partials[chunk];
+ *   - F computes the iteration count, the chunking (a function of the count
+ *     only, so results never depend on the thread count), runs `pfor`, and
+ *     combines the partials in chunk order before leaving the loop.
+ * A value carried from one iteration to the next must be a reduction: it
+ * is only ever combined with other values by one operator family (+ and -,
+ * *, &, |, ^, min, max), possibly under conditions.  Anything else, and
+ * break or return out of the loop, is a CompileError.  Nested prange loops
+ * inside the outlined one run serially.
+ */
+#include "../compile.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define KL_MAX_CHUNKS 256
+
+/* Operator families a reduction may use. */
+typedef enum Family {
+    FAM_NONE, FAM_ADD, FAM_MUL, FAM_AND, FAM_OR, FAM_XOR, FAM_MIN, FAM_MAX
+} Family;
+
+/* One loop-carried value of the header. */
+typedef struct Carried {
+    int32_t param;      /* header bparam */
+    int32_t init;       /* value entering from the preheader */
+    Family fam;         /* reduction family; FAM_NONE: invariant */
+    int32_t acc;        /* B: accumulator param of B's header */
+    int32_t part;       /* F: partials array (scratch) */
+    int32_t slot;       /* index of the partials array among captured */
+    int32_t bpart;      /* B: the partials array param */
+} Carried;
+
+typedef struct Par {
+    KlFunc *f;          /* function holding the loop */
+    KlDiag *d;
+    int32_t loop;       /* the loop */
+    int32_t header, exit, first;    /* blocks: test, exit, body entry */
+    int32_t pre;        /* the preheader's jump into the header */
+    int32_t nblocks;    /* F's blocks before the rewrite */
+    int32_t counter;    /* header param: the range counter */
+    int32_t start, stop, step;      /* loop bounds (values of F) */
+    char *inloop;       /* block -> moves into B */
+    Carried *car;       /* header params other than the counter */
+    int32_t ncar;
+    KlVec captured;     /* F values passed into B (after chunk, lo, hi) */
+    KlFunc *b;          /* the body function */
+    int32_t *vmap;      /* F value -> B value, -1 */
+    int32_t *bmap;      /* F block -> B block, -1 */
+    int32_t bheader;    /* B's loop header */
+    int32_t k;          /* B: iteration number (header param) */
+} Par;
+
+static int
+fail_compile(Par *P, int line, const char *msg)
+{
+    return kl_compile_error(P->d, line, "%s", msg);
+}
+
+/* The instruction that ends block b. */
+static KlInst *
+term_of(KlFunc *f, int32_t b)
+{
+    int32_t t = kl_block_term(f, b);
+    return t < 0 ? NULL : &f->insts[t];
+}
+
+/* Does loop `inner` lie in loop `outer` (or equal it)? */
+static int
+loop_within(const KlFunc *f, int32_t inner, int32_t outer)
+{
+    for (int32_t l = inner; l >= 0; l = f->loops[l].parent) {
+        if (l == outer) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Marks the blocks that move into B: those of the loop (but the header),
+ * plus raising blocks they reach that lie outside it. */
+static int
+mark_blocks(Par *P)
+{
+    KlFunc *f = P->f;
+    P->inloop = calloc((size_t)f->nblocks, 1);
+    if (P->inloop == NULL) {
+        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        if (b != P->header && f->blocks[b].loop >= 0
+            && loop_within(f, f->blocks[b].loop, P->loop)) {
+            P->inloop[b] = 1;
+        }
+    }
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        KlInst *t = P->inloop[b] ? term_of(f, b) : NULL;
+        int32_t succ[2] = {-1, -1};
+        if (t != NULL && t->op == KL_OP_jump) {
+            succ[0] = (int32_t)t->imm.i;
+        }
+        else if (t != NULL && t->op == KL_OP_branch) {
+            succ[0] = (int32_t)t->imm.i;
+            succ[1] = t->aux;
+        }
+        else if (t != NULL && t->op == KL_OP_ret) {
+            return fail_compile(P, t->line, "return inside a prange loop "
+                                "is not supported");
+        }
+        for (int i = 0; i < 2; i++) {
+            int32_t s = succ[i];
+            if (s < 0 || s == P->header || P->inloop[s]) {
+                continue;
+            }
+            KlInst *st = term_of(f, s);
+            if (st != NULL && st->op == KL_OP_raise
+                && f->blocks[s].nparams == 0) {
+                P->inloop[s] = 1;   /* a raise outside the loop's blocks */
+                continue;
+            }
+            return fail_compile(P, t->line, "break inside a prange loop is "
+                                "not supported");
+        }
+    }
+    return 0;
+}
+
+/* Finds the header's range test, the preheader edge and the counter. */
+static int
+find_shape(Par *P)
+{
+    KlFunc *f = P->f;
+    KlInst *br = term_of(f, P->header);
+    if (br == NULL || br->op != KL_OP_branch) {
+        return kl_internal_error(P->d, "parallel: loop header without a test");
+    }
+    KlInst *test = &f->insts[br->args[0]];
+    if (test->op != KL_OP_py_range_test || test->block != P->header) {
+        return kl_internal_error(P->d, "parallel: prange header is not a "
+                                 "range test");
+    }
+    P->first = (int32_t)br->imm.i;
+    P->exit = br->aux;
+    P->counter = test->args[0];
+    P->stop = test->args[1];
+    P->step = test->args[2];
+    P->pre = -1;
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        KlInst *t = term_of(f, b);
+        if (b == P->header || P->inloop[b] || t == NULL
+            || t->op != KL_OP_jump || t->imm.i != P->header) {
+            continue;
+        }
+        if (P->pre >= 0) {
+            return kl_internal_error(P->d, "parallel: two loop entries");
+        }
+        P->pre = kl_block_term(f, b);
+    }
+    if (P->pre < 0 || f->insts[P->counter].op != KL_OP_bparam
+        || f->insts[P->counter].block != P->header) {
+        return kl_internal_error(P->d, "parallel: unexpected loop shape");
+    }
+    return 0;
+}
+
+/* Value of header param p on entry, or v itself if v is no header param. */
+static int32_t
+entry_value(Par *P, int32_t v)
+{
+    KlFunc *f = P->f;
+    if (f->insts[v].op != KL_OP_bparam || f->insts[v].block != P->header) {
+        return v;
+    }
+    return f->insts[P->pre].args[f->insts[v].imm.i];
+}
+
+static Family
+family_of(const KlInst *in, int *commutes)
+{
+    *commutes = 1;
+    if (in->op == KL_OP_py_binop && in->imm.i == 0) {
+        switch (in->aux) {
+        case KL_BIN_ADD:
+            return FAM_ADD;
+        case KL_BIN_SUB:
+            *commutes = 0;
+            return FAM_ADD;
+        case KL_BIN_MUL:
+            return FAM_MUL;
+        case KL_BIN_AND:
+            return FAM_AND;
+        case KL_BIN_OR:
+            return FAM_OR;
+        case KL_BIN_XOR:
+            return FAM_XOR;
+        default:
+            return FAM_NONE;
+        }
+    }
+    if (in->op == KL_OP_py_builtin && in->nargs == 2) {
+        return in->aux == KL_BI_min ? FAM_MIN
+               : in->aux == KL_BI_max ? FAM_MAX : FAM_NONE;
+    }
+    return FAM_NONE;
+}
+
+static const char not_reduction[] =
+    "a variable carried from one prange iteration to the next must be a "
+    "reduction (s += x, s *= x, s = min(s, x), s = max(s, x), &=, |=, ^=)";
+
+/* Classifies header param c->param: follows every use of it inside the
+ * loop; each must combine it (on the left, or either side for commuting
+ * operators) with a value not derived from it by one family, or pass it
+ * along a jump.  Returns 0 and sets c->fam (FAM_NONE: never changes). */
+static int
+classify(Par *P, Carried *c)
+{
+    KlFunc *f = P->f;
+    char *in_set = calloc((size_t)f->ninsts, 1);
+    int32_t *work = malloc(sizeof(int32_t) * (size_t)(f->ninsts + 1));
+    if (in_set == NULL || work == NULL) {
+        free(in_set);
+        free(work);
+        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    int32_t nwork = 0, rc = 0;
+    Family fam = FAM_NONE;
+    int32_t pos = (int32_t)f->insts[c->param].imm.i;
+    int changes = 0;
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        KlInst *t = P->inloop[b] ? term_of(f, b) : NULL;
+        if (t != NULL && t->op == KL_OP_jump && t->imm.i == P->header) {
+            changes |= t->args[pos] != c->param;
+        }
+    }
+    if (!changes) {
+        nwork = 0;      /* an unchanging value: plain reads are fine */
+    }
+    else {
+        in_set[c->param] = 1;
+        work[nwork++] = c->param;
+    }
+    while (nwork > 0 && rc == 0) {
+        int32_t v = work[--nwork];
+        for (int32_t b = 0; b < f->nblocks && rc == 0; b++) {
+            if (!P->inloop[b]) {
+                continue;
+            }
+            KlVec *insts = &f->blocks[b].insts;
+            for (int32_t p = 0; p < insts->len && rc == 0; p++) {
+                KlInst *u = &f->insts[insts->items[p]];
+                int32_t uid = insts->items[p];
+                for (int32_t j = 0; j < u->nargs && rc == 0; j++) {
+                    if (u->args[j] != v) {
+                        continue;
+                    }
+                    if (u->op == KL_OP_jump) {
+                        int32_t t = (int32_t)u->imm.i;
+                        int32_t dest = f->blocks[t].insts.items[j];
+                        if (t == P->header && dest != c->param) {
+                            rc = fail_compile(P, u->line, not_reduction);
+                        }
+                        else if (t != P->header && !in_set[dest]) {
+                            in_set[dest] = 1;
+                            work[nwork++] = dest;
+                        }
+                        continue;
+                    }
+                    int commutes;
+                    Family uf = family_of(u, &commutes);
+                    int other = u->nargs == 2 ? u->args[1 - j] : -1;
+                    if (uf == FAM_NONE || (fam != FAM_NONE && uf != fam)
+                        || (j == 1 && !commutes) || other < 0
+                        || in_set[other]) {
+                        rc = fail_compile(P, u->line, not_reduction);
+                        break;
+                    }
+                    fam = uf;
+                    if (!in_set[uid]) {
+                        in_set[uid] = 1;
+                        work[nwork++] = uid;
+                    }
+                }
+            }
+        }
+    }
+    /* every latch must hand back a value of the set */
+    for (int32_t b = 0; b < f->nblocks && rc == 0 && changes; b++) {
+        KlInst *t = P->inloop[b] ? term_of(f, b) : NULL;
+        if (t != NULL && t->op == KL_OP_jump && t->imm.i == P->header
+            && !in_set[t->args[pos]]) {
+            rc = fail_compile(P, t->line, not_reduction);
+        }
+    }
+    free(in_set);
+    free(work);
+    c->fam = fam;
+    return rc;
+}
+
+static int
+classify_all(Par *P)
+{
+    KlFunc *f = P->f;
+    KlBlock *h = &f->blocks[P->header];
+    P->car = calloc((size_t)h->nparams + 1, sizeof(Carried));
+    if (P->car == NULL) {
+        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    for (int32_t i = 0; i < h->nparams; i++) {
+        int32_t p = h->insts.items[i];
+        if (p == P->counter) {
+            continue;
+        }
+        Carried *c = &P->car[P->ncar++];
+        c->param = p;
+        c->init = f->insts[P->pre].args[i];
+        c->part = c->acc = c->slot = -1;
+        if (classify(P, c) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- building B ------------------------------------------------------- */
+
+static int32_t
+capture(Par *P, int32_t v)
+{
+    for (int32_t i = 0; i < P->captured.len; i++) {
+        if (P->captured.items[i] == v) {
+            return i;
+        }
+    }
+    if (kl_vec_push(&P->f->mod->arena, &P->captured, v) < 0) {
+        return -1;
+    }
+    return P->captured.len - 1;
+}
+
+/* Collects the F values the moved blocks use from outside them. */
+static int
+collect_captures(Par *P)
+{
+    KlFunc *f = P->f;
+    if (capture(P, entry_value(P, P->counter)) < 0
+        || capture(P, entry_value(P, P->step)) < 0) {
+        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        if (!P->inloop[b]) {
+            continue;
+        }
+        KlVec *insts = &f->blocks[b].insts;
+        for (int32_t p = 0; p < insts->len; p++) {
+            KlInst *u = &f->insts[insts->items[p]];
+            for (int32_t j = 0; j < u->nargs; j++) {
+                int32_t v = u->args[j];
+                KlInst *def = &f->insts[v];
+                if (P->inloop[def->block] || v == P->counter
+                    || def->op == KL_OP_const) {
+                    continue;
+                }
+                int32_t e = entry_value(P, v);
+                if (e != v) {
+                    /* a header param: reductions map to accumulators;
+                     * an unchanging one to its entry value */
+                    int reduction = 0;
+                    for (int32_t c = 0; c < P->ncar; c++) {
+                        reduction |= P->car[c].param == v
+                                     && P->car[c].fam != FAM_NONE;
+                    }
+                    if (reduction) {
+                        continue;
+                    }
+                }
+                if (f->insts[e].type != NULL
+                    && f->insts[e].type->kind == KL_T_SHAPE) {
+                    return fail_compile(P, u->line, "a.shape kept in a "
+                                        "variable cannot be used inside a "
+                                        "prange loop; index a.shape there");
+                }
+                if (capture(P, e) < 0) {
+                    return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static int32_t
+emit_in(KlFunc *g, int32_t b, KlOp op, const KlType *t, int line, int aux,
+        int32_t n, const int32_t *args)
+{
+    int32_t id = kl_emit(g, b, op, t, line, n, args);
+    if (id >= 0) {
+        g->insts[id].aux = aux;
+    }
+    return id;
+}
+
+static int32_t
+binop(KlFunc *g, int32_t b, KlBinop op, const KlType *t, int line, int32_t x,
+      int32_t y)
+{
+    int32_t args[2] = {x, y};
+    return emit_in(g, b, KL_OP_py_binop, t, line, op, 2, args);
+}
+
+/* Identity of a reduction family for accumulator type t. */
+static int32_t
+identity(KlFunc *g, int32_t b, Family fam, const KlType *t, int line)
+{
+    int32_t id = kl_emit(g, b, KL_OP_const, t, line, 0, NULL);
+    if (id < 0) {
+        return -1;
+    }
+    KlInst *c = &g->insts[id];
+    int is_int = t->kind == KL_T_INT || t->kind == KL_T_BOOL;
+    int64_t imax = t->kind == KL_T_BOOL ? 1
+                   : t->is_signed ? (int64_t)(UINT64_MAX >> (65 - t->bits))
+                   : (int64_t)(UINT64_MAX >> (64 - t->bits));
+    int64_t imin = t->kind == KL_T_INT && t->is_signed ? -imax - 1 : 0;
+    double f;
+    switch (fam) {
+    case FAM_ADD:
+    case FAM_OR:
+    case FAM_XOR:
+        c->imm.i = 0;
+        f = fam == FAM_ADD ? -0.0 : 0.0;
+        break;
+    case FAM_MUL:
+        c->imm.i = 1;
+        f = 1.0;
+        break;
+    case FAM_AND:
+        c->imm.i = t->kind == KL_T_BOOL ? 1 : -1;
+        f = 0.0;
+        break;
+    case FAM_MIN:
+        c->imm.i = imax;
+        f = INFINITY;
+        break;
+    default:
+        c->imm.i = imin;
+        f = -INFINITY;
+        break;
+    }
+    if (t->kind == KL_T_FLOAT) {
+        c->imm.f = f;
+    }
+    else if (t->kind == KL_T_COMPLEX) {
+        c->imm.c.re = f;
+        c->imm.c.im = fam == FAM_MUL ? 0.0 : f;
+    }
+    else if (!is_int) {
+        return kl_internal_error(NULL, "");
+    }
+    if (t->kind == KL_T_INT && !t->is_signed && fam == FAM_AND) {
+        c->imm.i = imax;
+    }
+    return id;
+}
+
+/* Combines accumulator s with x by family fam (a Python-level op). */
+static int32_t
+combine(KlFunc *g, int32_t b, Family fam, const KlType *t, int line,
+        int32_t s, int32_t x)
+{
+    static const KlBinop ops[] = {
+        [FAM_ADD] = KL_BIN_ADD, [FAM_MUL] = KL_BIN_MUL,
+        [FAM_AND] = KL_BIN_AND, [FAM_OR] = KL_BIN_OR, [FAM_XOR] = KL_BIN_XOR,
+    };
+    if (fam == FAM_MIN || fam == FAM_MAX) {
+        int32_t args[2] = {s, x};
+        return emit_in(g, b, KL_OP_py_builtin, t, line,
+                       fam == FAM_MIN ? KL_BI_min : KL_BI_max, 2, args);
+    }
+    return binop(g, b, ops[fam], t, line, s, x);
+}
+
+/* Copies one instruction of F into B block nb, operands remapped. */
+static int32_t
+copy_inst(Par *P, int32_t nb, int32_t old)
+{
+    KlFunc *f = P->f, *g = P->b;
+    const KlInst *in = &f->insts[old];
+    int32_t *args = malloc(sizeof(int32_t) * (size_t)(in->nargs + 1));
+    if (args == NULL) {
+        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    for (int32_t j = 0; j < in->nargs; j++) {
+        args[j] = P->vmap[in->args[j]];
+        if (args[j] < 0) {
+            free(args);
+            return kl_internal_error(P->d, "parallel: %%%d used before "
+                                     "mapped", in->args[j]);
+        }
+    }
+    int32_t id = kl_emit(g, nb, in->op, in->type, in->line, in->nargs, args);
+    free(args);
+    if (id < 0) {
+        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    g->insts[id].aux = in->aux;
+    g->insts[id].imm = in->imm;
+    if (in->op == KL_OP_branch) {
+        g->insts[id].imm.i = P->bmap[in->imm.i];
+        g->insts[id].aux = P->bmap[in->aux];
+    }
+    else if (in->op == KL_OP_jump) {
+        g->insts[id].imm.i = P->bmap[in->imm.i];
+    }
+    P->vmap[old] = id;
+    return id;
+}
+
+/* A latch: `jump header(args)` becomes `jump bheader(k + 1, accs...)`. */
+static int
+copy_latch(Par *P, int32_t nb, const KlInst *in)
+{
+    KlFunc *g = P->b;
+    int32_t one = kl_const_int(g, nb, kl_pyint, 1, in->line);
+    int32_t *args = malloc(sizeof(int32_t) * (size_t)(P->ncar + 2));
+    if (one < 0 || args == NULL) {
+        free(args);
+        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    int32_t n = 0;
+    args[n++] = binop(g, nb, KL_BIN_ADD, kl_pyint, in->line, P->k, one);
+    for (int32_t c = 0; c < P->ncar; c++) {
+        if (P->car[c].fam != FAM_NONE) {
+            int32_t pos = (int32_t)P->f->insts[P->car[c].param].imm.i;
+            args[n++] = P->vmap[in->args[pos]];
+        }
+    }
+    int32_t id = kl_jump(g, nb, P->bheader, n, args, in->line);
+    free(args);
+    return id < 0 ? kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory") : 0;
+}
+
+/* Copies into B's entry block the constants the moved blocks use. */
+static int
+copy_consts(Par *P)
+{
+    KlFunc *f = P->f;
+    for (int32_t b = 0; b < P->nblocks; b++) {
+        KlVec *insts = &f->blocks[b].insts;
+        for (int32_t p = 0; P->inloop[b] && p < insts->len; p++) {
+            KlInst *u = &f->insts[insts->items[p]];
+            for (int32_t j = 0; j < u->nargs; j++) {
+                int32_t v = u->args[j];
+                if (f->insts[v].op == KL_OP_const && P->vmap[v] < 0
+                    && copy_inst(P, 0, v) < 0) {
+                    return -1;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+/* Creates B's entry, header, and the blocks for the moved ones. */
+static int
+build_frame(Par *P, int line)
+{
+    KlFunc *f = P->f, *g = P->b;
+    int32_t ncap = P->captured.len;
+    g->nparams = 3 + ncap;
+    g->param_types = kl_arena_alloc(&f->mod->arena,
+                                    sizeof(KlType *) * (size_t)g->nparams);
+    g->param_names = kl_arena_alloc(&f->mod->arena,
+                                    sizeof(char *) * (size_t)g->nparams);
+    if (g->param_types == NULL || g->param_names == NULL) {
+        return -1;
+    }
+    static const char *names[3] = {"chunk", "lo", "hi"};
+    int32_t params[3];
+    for (int32_t i = 0; i < g->nparams; i++) {
+        Carried *part = NULL;
+        for (int32_t c = 0; c < P->ncar; c++) {
+            if (P->car[c].fam != FAM_NONE && P->car[c].slot == i - 3) {
+                part = &P->car[c];
+            }
+        }
+        const KlType *t = i < 3 ? kl_pyint
+                          : part ? kl_type_array(f->insts[part->param].type,
+                                                 1, KL_LAYOUT_C, 0)
+                          : f->insts[P->captured.items[i - 3]].type;
+        g->param_types[i] = t;
+        g->param_names[i] = i < 3 ? names[i] : part ? "partials" : "captured";
+        int32_t a = t ? kl_emit(g, 0, KL_OP_arg, t, line, 0, NULL) : -1;
+        if (a < 0) {
+            return -1;
+        }
+        g->insts[a].imm.i = i;
+        if (i < 3) {
+            params[i] = a;
+        }
+        else if (part != NULL) {
+            part->bpart = a;
+        }
+        else {
+            P->vmap[P->captured.items[i - 3]] = a;
+        }
+    }
+    if (copy_consts(P) < 0) {
+        return -1;
+    }
+    g->ret_type = kl_none;
+    g->callees = f->callees;
+    g->ncallees = f->ncallees;
+    /* map the F blocks that move */
+    for (int32_t b = 0; b < P->nblocks; b++) {
+        if (P->inloop[b] && (P->bmap[b] = kl_block_new(g)) < 0) {
+            return -1;
+        }
+    }
+    int32_t head = kl_block_new(g), body = kl_block_new(g);
+    int32_t done = kl_block_new(g);
+    if (head < 0 || body < 0 || done < 0) {
+        return -1;
+    }
+    P->bheader = head;
+    P->k = kl_bparam_add(g, head, kl_pyint);
+    int32_t *init = malloc(sizeof(int32_t) * (size_t)(P->ncar + 2));
+    if (init == NULL || P->k < 0) {
+        free(init);
+        return -1;
+    }
+    int32_t n = 0;
+    init[n++] = params[1];
+    for (int32_t c = 0; c < P->ncar; c++) {
+        Carried *cr = &P->car[c];
+        if (cr->fam == FAM_NONE) {
+            continue;
+        }
+        const KlType *t = f->insts[cr->param].type;
+        cr->acc = kl_bparam_add(g, head, t);
+        init[n++] = identity(g, 0, cr->fam, t, line);
+        P->vmap[cr->param] = cr->acc;
+        if (cr->acc < 0 || init[n - 1] < 0) {
+            free(init);
+            return -1;
+        }
+    }
+    int32_t rc = kl_jump(g, 0, head, n, init, line);
+    free(init);
+    /* header: k < hi ? body : done */
+    int32_t lt[2] = {P->k, params[2]};
+    int32_t test = emit_in(g, head, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT, 2,
+                           lt);
+    if (rc < 0 || test < 0 || kl_branch(g, head, test, body, done, line) < 0) {
+        return -1;
+    }
+    /* body: i = start + k * step, then the loop's first block */
+    const KlType *it = f->insts[P->counter].type;
+    int32_t start = P->vmap[entry_value(P, P->counter)];
+    int32_t step = P->vmap[entry_value(P, P->step)];
+    int32_t i = binop(g, body, KL_BIN_ADD, it, line, start,
+                      binop(g, body, KL_BIN_MUL, it, line, P->k, step));
+    if (i < 0 || kl_jump(g, body, P->bmap[P->first], 0, NULL, line) < 0) {
+        return -1;
+    }
+    P->vmap[P->counter] = i;
+    /* done: partials[chunk] = acc, for each reduction */
+    for (int32_t c = 0; c < P->ncar; c++) {
+        Carried *cr = &P->car[c];
+        if (cr->fam == FAM_NONE) {
+            continue;
+        }
+        int32_t st[3] = {cr->bpart, cr->acc, params[0]};
+        int32_t s = emit_in(g, done, KL_OP_py_setitem, kl_void, line, 0, 3,
+                            st);
+        if (s < 0) {
+            return -1;
+        }
+        g->insts[s].imm.i = 1;  /* chunk < nchunks <= partials' size */
+    }
+    if (kl_emit(g, done, KL_OP_ret, kl_void, line, 0, NULL) < 0) {
+        return -1;
+    }
+    int32_t lp = kl_loop_new(g, head, body, done, -1, 0);
+    if (lp < 0) {
+        return -1;
+    }
+    g->blocks[head].loop = g->blocks[body].loop = lp;
+    return 0;
+}
+
+/* Copies the loops nested in the outlined one, serial from now on. */
+static int
+copy_loops(Par *P)
+{
+    KlFunc *f = P->f, *g = P->b;
+    int32_t outer = g->nloops - 1;
+    int32_t *lmap = malloc(sizeof(int32_t) * (size_t)(f->nloops + 1));
+    if (lmap == NULL) {
+        return -1;
+    }
+    for (int32_t l = 0; l < f->nloops; l++) {
+        lmap[l] = -1;
+        KlLoop *lp = &f->loops[l];
+        if (l == P->loop || !loop_within(f, l, P->loop) || lp->header < 0) {
+            continue;
+        }
+        int32_t parent = lp->parent == P->loop ? outer : lmap[lp->parent];
+        lmap[l] = kl_loop_new(g, P->bmap[lp->header],
+                              lp->body >= 0 ? P->bmap[lp->body] : -1,
+                              lp->exit >= 0 && P->inloop[lp->exit]
+                              ? P->bmap[lp->exit] : -1, parent, 0);
+    }
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        if (P->inloop[b]) {
+            int32_t l = f->blocks[b].loop;
+            g->blocks[P->bmap[b]].loop = l == P->loop || l < 0 ? outer
+                                                             : lmap[l];
+        }
+    }
+    free(lmap);
+    return 0;
+}
+
+/* Copies the moved blocks of F into B, in an order where every value is
+ * copied before its uses (reverse postorder from the loop's first block;
+ * params of all blocks first, since jumps may reach back). */
+static int
+copy_blocks(Par *P)
+{
+    KlFunc *f = P->f, *g = P->b;
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        if (!P->inloop[b]) {
+            continue;
+        }
+        KlBlock *blk = &f->blocks[b];
+        for (int32_t p = 0; p < blk->nparams; p++) {
+            int32_t old = blk->insts.items[p];
+            int32_t id = kl_bparam_add(g, P->bmap[b], f->insts[old].type);
+            if (id < 0) {
+                return -1;
+            }
+            g->insts[id].line = f->insts[old].line;
+            P->vmap[old] = id;
+        }
+    }
+    /* blocks in reverse postorder of F's CFG restricted to moved blocks */
+    int32_t *order = malloc(sizeof(int32_t) * (size_t)(f->nblocks + 1));
+    int32_t *stack = malloc(sizeof(int32_t) * (size_t)(2 * f->nblocks + 2));
+    char *seen = calloc((size_t)f->nblocks, 1);
+    int32_t norder = 0, nstack = 0, rc = 0;
+    if (order == NULL || stack == NULL || seen == NULL) {
+        rc = -1;
+        goto out;
+    }
+    stack[nstack++] = P->first;
+    seen[P->first] = 1;
+    while (nstack > 0) {
+        /* iterative DFS: push (block, state) as two ints */
+        int32_t b = stack[nstack - 1];
+        KlInst *t = term_of(f, b);
+        int32_t succ[2] = {-1, -1};
+        if (t->op == KL_OP_jump) {
+            succ[0] = (int32_t)t->imm.i;
+        }
+        else if (t->op == KL_OP_branch) {
+            succ[0] = t->aux;
+            succ[1] = (int32_t)t->imm.i;
+        }
+        int pushed = 0;
+        for (int i = 0; i < 2 && !pushed; i++) {
+            int32_t s = succ[i];
+            if (s >= 0 && P->inloop[s] && !seen[s]) {
+                seen[s] = 1;
+                stack[nstack++] = s;
+                pushed = 1;
+            }
+        }
+        if (!pushed) {
+            order[norder++] = b;
+            nstack--;
+        }
+    }
+    for (int32_t i = norder - 1; i >= 0 && rc == 0; i--) {
+        int32_t b = order[i];
+        KlBlock *blk = &f->blocks[b];
+        for (int32_t p = blk->nparams; p < blk->insts.len && rc == 0; p++) {
+            int32_t old = blk->insts.items[p];
+            KlInst *in = &f->insts[old];
+            if (in->op == KL_OP_const) {
+                continue;
+            }
+            if (in->op == KL_OP_jump && in->imm.i == P->header) {
+                rc = copy_latch(P, P->bmap[b], in);
+            }
+            else {
+                rc = copy_inst(P, P->bmap[b], old) < 0 ? -1 : 0;
+            }
+        }
+    }
+    /* moved blocks the walk never reached (dead code): end them */
+    for (int32_t b = 0; b < f->nblocks && rc == 0; b++) {
+        if (P->inloop[b] && !seen[b]
+            && kl_emit(g, P->bmap[b], KL_OP_unreachable, kl_void, 0, 0,
+                       NULL) < 0) {
+            rc = -1;
+        }
+    }
+out:
+    free(order);
+    free(stack);
+    free(seen);
+    return rc;
+}
+
+/* ---- rewriting F ------------------------------------------------------ */
+
+/* Emits in F block `at`: niters, chunk size and chunk count; returns the
+ * block where emission continues, or -1. */
+static int
+emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
+{
+    KlFunc *f = P->f;
+    int32_t start = entry_value(P, P->counter);
+    int32_t stop = entry_value(P, P->stop);
+    int32_t step = entry_value(P, P->step);
+    /* niters = max(0, -((start - stop) // step)) */
+    int32_t diff = binop(f, at, KL_BIN_SUB, kl_pyint, line, start, stop);
+    int32_t q = binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, diff, step);
+    int32_t neg = emit_in(f, at, KL_OP_py_unop, kl_pyint, line, KL_UN_NEG, 1,
+                          &q);
+    int32_t zero = kl_const_int(f, at, kl_pyint, 0, line);
+    int32_t one = kl_const_int(f, at, kl_pyint, 1, line);
+    int32_t most = kl_const_int(f, at, kl_pyint, KL_MAX_CHUNKS, line);
+    int32_t mx[2] = {neg, zero};
+    int32_t n = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_max, 2,
+                        mx);
+    /* cs = max(1, (n + most - 1) // most); nch = (n + cs - 1) // cs */
+    int32_t m1 = kl_const_int(f, at, kl_pyint, KL_MAX_CHUNKS - 1, line);
+    int32_t cs0 = binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line,
+                        binop(f, at, KL_BIN_ADD, kl_pyint, line, n, m1), most);
+    int32_t mc[2] = {cs0, one};
+    int32_t cs = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_max, 2,
+                         mc);
+    int32_t up = binop(f, at, KL_BIN_SUB, kl_pyint, line,
+                       binop(f, at, KL_BIN_ADD, kl_pyint, line, n, cs), one);
+    int32_t nch = binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, up, cs);
+    out[0] = nch;
+    out[1] = cs;
+    out[2] = n;
+    return nch < 0 ? -1 : 0;
+}
+
+/* The combine loop: for c in range(nch): s = s op partials[c]; then the
+ * jump into the (now test-free) header with the combined values. */
+static int
+emit_combine(Par *P, int32_t at, int line, int32_t nch)
+{
+    KlFunc *f = P->f;
+    int32_t head = kl_block_new(f), body = kl_block_new(f);
+    int32_t done = kl_block_new(f);
+    if (head < 0 || body < 0 || done < 0) {
+        return -1;
+    }
+    int32_t parent = f->loops[P->loop].parent;
+    int32_t lp = kl_loop_new(f, head, body, done, parent, 0);
+    if (lp < 0) {
+        return -1;
+    }
+    f->blocks[head].loop = f->blocks[body].loop = lp;
+    f->blocks[done].loop = parent;
+    int32_t n = P->ncar + 1;
+    int32_t *init = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *next = malloc(sizeof(int32_t) * (size_t)n);
+    int32_t *acc = malloc(sizeof(int32_t) * (size_t)n);
+    if (init == NULL || next == NULL || acc == NULL) {
+        free(init);
+        free(next);
+        free(acc);
+        return -1;
+    }
+    int32_t c = kl_bparam_add(f, head, kl_pyint);
+    init[0] = kl_const_int(f, at, kl_pyint, 0, line);
+    for (int32_t i = 0; i < P->ncar; i++) {
+        acc[i] = P->car[i].fam == FAM_NONE ? P->car[i].init
+                 : kl_bparam_add(f, head, f->insts[P->car[i].param].type);
+    }
+    int32_t k = 1;
+    for (int32_t i = 0; i < P->ncar; i++) {
+        if (P->car[i].fam != FAM_NONE) {
+            init[k++] = P->car[i].init;
+        }
+    }
+    int rc = kl_jump(f, at, head, k, init, line) < 0 ? -1 : 0;
+    int32_t lt[2] = {c, nch};
+    int32_t test = emit_in(f, head, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT, 2,
+                           lt);
+    if (rc < 0 || test < 0 || kl_branch(f, head, test, body, done, line) < 0) {
+        rc = -1;
+    }
+    int32_t one = kl_const_int(f, body, kl_pyint, 1, line);
+    next[0] = binop(f, body, KL_BIN_ADD, kl_pyint, line, c, one);
+    k = 1;
+    for (int32_t i = 0; i < P->ncar && rc == 0; i++) {
+        Carried *cr = &P->car[i];
+        if (cr->fam == FAM_NONE) {
+            continue;
+        }
+        const KlType *t = f->insts[cr->param].type;
+        int32_t ga[2] = {cr->part, c};
+        int32_t v = emit_in(f, body, KL_OP_py_getitem,
+                            kl_type_strong(t), line, 0, 2, ga);
+        if (v < 0) {
+            rc = -1;
+            break;
+        }
+        f->insts[v].imm.i = 1;      /* c < nch <= partials' size */
+        /* subtraction partials are sums of negated terms: add them */
+        next[k++] = combine(f, body, cr->fam, t, line, acc[i], v);
+    }
+    if (rc == 0 && kl_jump(f, body, head, k, next, line) < 0) {
+        rc = -1;
+    }
+    /* done: into the header, whose test is gone */
+    KlBlock *h = &f->blocks[P->header];
+    for (int32_t i = 0, j = 0; i < h->nparams && rc == 0; i++) {
+        int32_t p = h->insts.items[i];
+        if (p == P->counter) {
+            init[i] = entry_value(P, P->counter);
+        }
+        else {
+            init[i] = acc[j++];
+        }
+    }
+    if (rc == 0 && kl_jump(f, done, P->header, h->nparams, init, line) < 0) {
+        rc = -1;
+    }
+    free(init);
+    free(next);
+    free(acc);
+    return rc;
+}
+
+/* Replaces the loop in F: preheader -> chunking, scratch, pfor, combine ->
+ * header (now a plain jump to the exit); the moved blocks end in
+ * `unreachable`. */
+static int
+rewrite_parent(Par *P, int32_t bindex, int line)
+{
+    KlFunc *f = P->f;
+    int32_t at = kl_block_new(f);
+    if (at < 0) {
+        return -1;
+    }
+    f->blocks[at].loop = f->loops[P->loop].parent;
+    KlInst *pre = &f->insts[P->pre];
+    pre->nargs = 0;
+    pre->imm.i = at;
+    int32_t ch[3];
+    if (emit_chunking(P, at, line, ch) < 0) {
+        return -1;
+    }
+    for (int32_t i = 0; i < P->ncar; i++) {
+        Carried *cr = &P->car[i];
+        if (cr->fam == FAM_NONE) {
+            continue;
+        }
+        const KlType *t = kl_type_array(f->insts[cr->param].type, 1,
+                                        KL_LAYOUT_C, 0);
+        cr->part = t ? kl_emit(f, at, KL_OP_scratch, t, line, 0, NULL) : -1;
+        if (cr->part < 0) {
+            return -1;
+        }
+        f->insts[cr->part].imm.i = KL_MAX_CHUNKS;
+        P->captured.items[cr->slot] = cr->part;
+    }
+    int32_t n = 3 + P->captured.len;
+    int32_t *args = malloc(sizeof(int32_t) * (size_t)n);
+    if (args == NULL) {
+        return -1;
+    }
+    memcpy(args, ch, sizeof(ch));
+    memcpy(args + 3, P->captured.items, sizeof(int32_t) * P->captured.len);
+    int32_t pf = kl_emit(f, at, KL_OP_pfor, kl_void, line, n, args);
+    free(args);
+    if (pf < 0) {
+        return -1;
+    }
+    f->insts[pf].imm.i = bindex;
+    if (emit_combine(P, at, line, ch[0]) < 0) {
+        return -1;
+    }
+    /* the header now only leads to the exit */
+    KlInst *br = term_of(f, P->header);
+    br->op = KL_OP_jump;
+    br->nargs = 0;
+    br->imm.i = P->exit;
+    br->aux = 0;
+    f->blocks[P->header].loop = f->loops[P->loop].parent;
+    for (int32_t b = 0; b < P->nblocks; b++) {
+        if (P->inloop[b]) {
+            KlBlock *blk = &f->blocks[b];
+            blk->insts.len = 0;
+            blk->nparams = 0;
+            blk->loop = -1;
+            if (kl_emit(f, b, KL_OP_unreachable, kl_void, 0, 0, NULL) < 0) {
+                return -1;
+            }
+        }
+    }
+    for (int32_t l = 0; l < f->nloops; l++) {
+        if (loop_within(f, l, P->loop) && l != P->loop) {
+            f->loops[l].header = -1;
+        }
+    }
+    f->loops[P->loop].header = -1;
+    return 0;
+}
+
+/* Outlines loop l of f. */
+static int
+outline(KlFunc *f, int32_t l, KlDiag *d)
+{
+    Par P = {0};
+    P.f = f;
+    P.d = d;
+    P.loop = l;
+    P.header = f->loops[l].header;
+    P.nblocks = f->nblocks;
+    int line = f->insts[kl_block_term(f, P.header)].line;
+    int rc = -1;
+    if (mark_blocks(&P) < 0 || find_shape(&P) < 0 || classify_all(&P) < 0
+        || collect_captures(&P) < 0) {
+        goto out;
+    }
+    /* each reduction's partials array is captured too: a slot that
+     * rewrite_parent fills with the scratch array */
+    for (int32_t i = 0; i < P.ncar; i++) {
+        if (P.car[i].fam != FAM_NONE) {
+            P.car[i].slot = P.captured.len;
+            if (kl_vec_push(&f->mod->arena, &P.captured, -1) < 0) {
+                goto out;
+            }
+        }
+    }
+    char *name = kl_arena_printf(&f->mod->arena, "%s.prange%d", f->name, line);
+    P.b = name ? kl_func_new(f->mod, name) : NULL;
+    P.vmap = malloc(sizeof(int32_t) * (size_t)(f->ninsts + 1));
+    P.bmap = malloc(sizeof(int32_t) * (size_t)(P.nblocks + 1));
+    if (P.b == NULL || P.vmap == NULL || P.bmap == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto out;
+    }
+    P.b->filename = f->filename;
+    P.b->firstline = line;
+    memset(P.vmap, 0xff, sizeof(int32_t) * (size_t)(f->ninsts + 1));
+    memset(P.bmap, 0xff, sizeof(int32_t) * (size_t)(P.nblocks + 1));
+    int32_t bindex = f->mod->nfuncs - 1;
+    if (build_frame(&P, line) < 0 || copy_loops(&P) < 0
+        || copy_blocks(&P) < 0) {
+        if (d->kind == KL_DIAG_NONE) {
+            kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        }
+        goto out;
+    }
+    if (rewrite_parent(&P, bindex, line) < 0) {
+        if (d->kind == KL_DIAG_NONE) {
+            kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        }
+        goto out;
+    }
+    rc = 0;
+out:
+    free(P.inloop);
+    free(P.car);
+    free(P.vmap);
+    free(P.bmap);
+    return rc;
+}
+
+int
+kl_parallel(KlFunc *f, KlDiag *d)
+{
+    for (int32_t l = 0; l < f->nloops; l++) {
+        KlLoop *lp = &f->loops[l];
+        if (!lp->parallel || lp->header < 0) {
+            continue;
+        }
+        int nested = 0;
+        for (int32_t p = lp->parent; p >= 0; p = f->loops[p].parent) {
+            nested |= f->loops[p].parallel;
+        }
+        if (nested) {
+            continue;
+        }
+        if (outline(f, l, d) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
