@@ -861,12 +861,46 @@ emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
     return nch < 0 ? -1 : 0;
 }
 
+/* Ends block `at` with the jump into the (now test-free) header: the
+ * counter gets its start value, carried values acc[i] (NULL: their entry
+ * values). */
+static int
+enter_header(Par *P, int32_t at, int line, const int32_t *acc)
+{
+    KlFunc *f = P->f;
+    KlBlock *h = &f->blocks[P->header];
+    int32_t *args = malloc(sizeof(int32_t) * (size_t)(h->nparams + 1));
+    if (args == NULL) {
+        return -1;
+    }
+    for (int32_t i = 0, j = 0; i < h->nparams; i++, j++) {
+        int32_t p = h->insts.items[i];
+        if (p == P->counter) {
+            args[i] = entry_value(P, P->counter);
+            j--;
+        }
+        else {
+            args[i] = acc ? acc[j] : P->car[j].init;
+        }
+    }
+    int rc = kl_jump(f, at, P->header, h->nparams, args, line) < 0 ? -1 : 0;
+    free(args);
+    return rc;
+}
+
 /* The combine loop: for c in range(nch): s = s op partials[c]; then the
  * jump into the (now test-free) header with the combined values. */
 static int
 emit_combine(Par *P, int32_t at, int line, int32_t nch)
 {
     KlFunc *f = P->f;
+    int any = 0;
+    for (int32_t i = 0; i < P->ncar; i++) {
+        any |= P->car[i].fam != FAM_NONE;
+    }
+    if (!any) {
+        return enter_header(P, at, line, NULL);
+    }
     int32_t head = kl_block_new(f), body = kl_block_new(f);
     int32_t done = kl_block_new(f);
     if (head < 0 || body < 0 || done < 0) {
@@ -931,19 +965,8 @@ emit_combine(Par *P, int32_t at, int line, int32_t nch)
     if (rc == 0 && kl_jump(f, body, head, k, next, line) < 0) {
         rc = -1;
     }
-    /* done: into the header, whose test is gone */
-    KlBlock *h = &f->blocks[P->header];
-    for (int32_t i = 0, j = 0; i < h->nparams && rc == 0; i++) {
-        int32_t p = h->insts.items[i];
-        if (p == P->counter) {
-            init[i] = entry_value(P, P->counter);
-        }
-        else {
-            init[i] = acc[j++];
-        }
-    }
-    if (rc == 0 && kl_jump(f, done, P->header, h->nparams, init, line) < 0) {
-        rc = -1;
+    if (rc == 0) {
+        rc = enter_header(P, done, line, acc);
     }
     free(init);
     free(next);
