@@ -35,8 +35,16 @@ demo: deps build
 test: deps build
 	$(PYTHON) -m pytest -q tests
 
+# BENCH_ARGS passes options to bench/run.py (e.g. --threads 4, --quick).
 bench: deps build
-	$(PYTHON) bench/bench_foundation.py --install-numba
+	@$(PYTHON) -c "import numba" 2>/dev/null || { echo "installing numba"; \
+	$(PYTHON) -m pip install -q numba \
+	"numpy==$$($(PYTHON) -c 'import numpy; print(numpy.__version__)')"; }
+	@$(PYTHON) -c "import matplotlib" 2>/dev/null || { \
+	echo "installing matplotlib"; $(PYTHON) -m pip install -q matplotlib; }
+	$(PYTHON) bench/bench_foundation.py
+	$(PYTHON) bench/run.py $(BENCH_ARGS)
+	$(PYTHON) bench/plot.py $(if $(filter --quick,$(BENCH_ARGS)),bench/results/bench-quick.json)
 
 clean:
 	rm -rf build dist *.egg-info python/*.egg-info

@@ -9,6 +9,13 @@
  * result or raises what the kernel reported.  The hot path allocates
  * nothing for up to KL_FAST_ARGS arguments.
  *
+ * Two choices made here give compiled code what LLVM cannot guess: a
+ * C-contiguous array is typed C layout even when its annotation accepts
+ * any strides (unit stride: loops vectorise; a strided call compiles its
+ * own specialisation), and each call checks whether its array arguments
+ * overlap in memory, running code compiled with KlOptions.noalias when
+ * none do and the plain code of the same specialisation otherwise.
+ *
  * NumPy is imported on the first call, not at `import kiln`.
  */
 #include "dispatch.h"
@@ -355,9 +362,8 @@ type_array(KlDispatcher *self, int i, PyArrayObject *a, KlSlot *slot)
                      array_type(e, ndim, 0, 0)->name);
             return bad_arg(self, i, (PyObject *)a, got);
         }
-        if (sp->layout >= 0) {
-            layout = sp->layout;
-        }
+        /* `f32[:]` accepts any layout: a C-contiguous argument still
+         * gets C-layout code; kl_signature_str shows the annotation */
     }
     if ((flags & NPY_ARRAY_ALIGNED) == 0) {
         return unsupported_arg(self, i, "unaligned arrays are not supported");
@@ -641,38 +647,52 @@ same_key(const KlType **a, const KlType **b, int32_t n)
     return 1;
 }
 
-/* The compiled specialisation for key, or NULL (no exception). */
-static inline KlCompiled *
-lookup(KlDispatcher *self, const KlType **key)
+/* Index of the specialisation for key, or -1. */
+static inline int32_t
+find_key(KlDispatcher *self, const KlType **key)
 {
     int32_t n = self->nparams;
     if (self->nentries == 0) {
-        return NULL;
+        return -1;
     }
-    KlSpecialisation *e = &self->entries[self->last];
-    if (same_key(e->key, key, n)) {
-        return e->compiled;
+    if (same_key(self->entries[self->last].key, key, n)) {
+        return self->last;
     }
     for (int32_t j = 0; j < self->nentries; j++) {
         if (same_key(self->entries[j].key, key, n)) {
             self->last = j;
-            return self->entries[j].compiled;
+            return j;
         }
     }
-    return NULL;
+    return -1;
 }
 
-/* Compiles py_func for key and records it; NULL with an exception set. */
+/* The code for key, noalias or plain, or NULL (no exception). */
+static inline KlCompiled *
+lookup(KlDispatcher *self, const KlType **key, int noalias)
+{
+    int32_t j = find_key(self, key);
+    if (j < 0) {
+        return NULL;
+    }
+    KlSpecialisation *e = &self->entries[j];
+    return noalias ? e->noalias : e->compiled;
+}
+
+/* Compiles py_func for key (with KlOptions.noalias when `noalias`) and
+ * records it; NULL with an exception set. */
 static KlCompiled *
-compile_key(KlDispatcher *self, const KlType **key)
+compile_key(KlDispatcher *self, const KlType **key, int noalias)
 {
     KlDiag d;
     memset(&d, 0, sizeof(d));
     if (kl_llvm_load() < 0) {
         return NULL;
     }
+    KlOptions opts = self->options;
+    opts.noalias = (uint8_t)(noalias != 0);
     KlCompiled *c = kl_compile(self->py_func, key, self->nparams,
-                               self->ret_spec, self->options, 0, &d);
+                               self->ret_spec, opts, 0, &d);
     if (c == NULL) {
         if (PyErr_Occurred() && d.kind == KL_DIAG_NONE) {
             return NULL;
@@ -682,10 +702,17 @@ compile_key(KlDispatcher *self, const KlType **key)
         return NULL;
     }
     /* Compilation runs Python code: another thread may have got here. */
-    KlCompiled *again = lookup(self, key);
-    if (again != NULL) {
-        kl_compiled_free(c);
-        return again;
+    int32_t j = find_key(self, key);
+    if (j >= 0) {
+        KlCompiled **slot = noalias ? &self->entries[j].noalias
+                                    : &self->entries[j].compiled;
+        if (*slot != NULL) {
+            kl_compiled_free(c);
+        }
+        else {
+            *slot = c;
+        }
+        return *slot;
     }
     if (self->nentries == self->capentries) {
         int32_t cap = self->capentries ? self->capentries * 2 : 4;
@@ -707,7 +734,8 @@ compile_key(KlDispatcher *self, const KlType **key)
         return NULL;
     }
     memcpy(kcopy, key, sizeof(KlType *) * (size_t)self->nparams);
-    self->entries[self->nentries] = (KlSpecialisation){kcopy, c, NULL};
+    self->entries[self->nentries] = (KlSpecialisation){
+        kcopy, noalias ? NULL : c, noalias ? c : NULL, NULL};
     self->last = self->nentries++;
     return c;
 }
@@ -718,12 +746,36 @@ kl_dispatch_clear_entries(KlDispatcher *self)
     for (int32_t j = 0; j < self->nentries; j++) {
         PyMem_Free((void *)self->entries[j].key);
         kl_compiled_free(self->entries[j].compiled);
+        kl_compiled_free(self->entries[j].noalias);
         kl_compiled_free(self->entries[j].texts);
     }
     PyMem_Free(self->entries);
     self->entries = NULL;
     self->nentries = self->capentries = 0;
     self->last = 0;
+}
+
+KlOptions
+kl_entry_options(KlDispatcher *self, const KlSpecialisation *e)
+{
+    KlOptions o = self->options;
+    o.noalias = e->noalias != NULL;
+    return o;
+}
+
+/* How parameter i's type t reads in a signature: C layout shown as any
+ * layout when that is what the annotation asked for. */
+static const KlType *
+shown_type(KlDispatcher *self, int32_t i, const KlType *t)
+{
+    const KlParamSpec *sp = &self->specs[i];
+    if (t->kind == KL_T_ARRAY && t->layout == KL_LAYOUT_C
+        && sp->kind == KL_SPEC_ARRAY && sp->layout == KL_LAYOUT_ANY) {
+        const KlType *any = kl_type_array(t->elem, t->ndim, KL_LAYOUT_ANY,
+                                          t->readonly);
+        return any != NULL ? any : t;
+    }
+    return t;
 }
 
 PyObject *
@@ -738,9 +790,10 @@ kl_signature_str(KlDispatcher *self, const KlSpecialisation *e)
     buf[n++] = '(';
     for (int32_t i = 0; i < self->nparams; i++) {
         n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? ", " : "",
-                              e->key[i]->name);
+                              shown_type(self, i, e->key[i])->name);
     }
-    const KlType *rt = e->compiled->ret_type;
+    const KlCompiled *c = e->compiled != NULL ? e->compiled : e->noalias;
+    const KlType *rt = c->ret_type;
     snprintf(buf + n, size - n, ") -> %s", rt != NULL ? rt->name : "none");
     PyObject *s = PyUnicode_FromString(buf);
     PyMem_Free(buf);
@@ -980,6 +1033,60 @@ run(const KlCompiled *c, void **argv)
     return NULL;
 }
 
+/* The bytes [*lo, *hi] array argument x of type t spans; 0 when it is
+ * empty (it then overlaps nothing). */
+static int
+array_span(const KlArrayArg *x, const KlType *t, uintptr_t *lo, uintptr_t *hi)
+{
+    intptr_t first = 0, last = 0;
+    for (int k = 0; k < t->ndim; k++) {
+        if (x->shape[k] == 0) {
+            return 0;
+        }
+        intptr_t reach = (intptr_t)(x->shape[k] - 1) * (intptr_t)x->strides[k];
+        if (reach < 0) {
+            first += reach;
+        }
+        else {
+            last += reach;
+        }
+    }
+    *lo = (uintptr_t)x->data + (uintptr_t)first;
+    *hi = (uintptr_t)x->data + (uintptr_t)last
+          + (uintptr_t)kl_type_itemsize(t->elem) - 1;
+    return 1;
+}
+
+/* Whether the call's arguments (types key, unboxed in slots) include at
+ * least two arrays and no two of them share a byte of memory. */
+static int
+arrays_disjoint(const KlType **key, const KlSlot *slots, int32_t n)
+{
+    int narrays = 0;
+    for (int32_t i = 0; i < n; i++) {
+        narrays += key[i]->kind == KL_T_ARRAY;
+    }
+    if (narrays < 2) {
+        return 0;
+    }
+    for (int32_t i = 0; i < n; i++) {
+        uintptr_t lo, hi;
+        if (key[i]->kind != KL_T_ARRAY
+            || !array_span(&slots[i].arr, key[i], &lo, &hi)) {
+            continue;
+        }
+        for (int32_t j = i + 1; j < n; j++) {
+            uintptr_t lo2, hi2;
+            if (key[j]->kind == KL_T_ARRAY
+                && array_span(&slots[j].arr, key[j], &lo2, &hi2)
+                && lo <= hi2 && lo2 <= hi) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
 /* Calls self on exactly nparams positional arguments, using the given
  * buffers of nparams items. */
 static PyObject *
@@ -994,8 +1101,9 @@ call_with(KlDispatcher *self, PyObject *const *args, KlSlot *slots,
         }
         argv[i] = &slots[i];
     }
-    KlCompiled *c = lookup(self, key);
-    if (c == NULL && (c = compile_key(self, key)) == NULL) {
+    int noalias = arrays_disjoint(key, slots, n);
+    KlCompiled *c = lookup(self, key, noalias);
+    if (c == NULL && (c = compile_key(self, key, noalias)) == NULL) {
         return NULL;
     }
     return run(c, argv);

@@ -32,7 +32,10 @@ typedef struct KlParamSpec {
 /* One compiled specialisation. */
 typedef struct KlSpecialisation {
     const KlType **key;     /* the argument types (interned; malloc'ed) */
-    KlCompiled *compiled;   /* the code */
+    KlCompiled *compiled;   /* the code for calls whose arrays may overlap,
+                               or NULL until such a call */
+    KlCompiled *noalias;    /* the code compiled with KlOptions.noalias, for
+                               calls whose arrays do not overlap, or NULL */
     KlCompiled *texts;      /* a recompilation keeping the texts, or NULL */
 } KlSpecialisation;
 
@@ -78,7 +81,13 @@ void kl_raise_diag(const KlDiag *d, PyObject *py_func);
 /* Frees every specialisation's bookkeeping (compiled code stays mapped). */
 void kl_dispatch_clear_entries(KlDispatcher *self);
 
-/* "(float64, float32[:]) -> none" for an entry; new reference. */
+/* The options entry e's texts are compiled with: those of the code its
+ * calls ran (noalias when they did not overlap). */
+KlOptions kl_entry_options(KlDispatcher *self, const KlSpecialisation *e);
+
+/* "(float64, float32[:]) -> none" for an entry, each array shown with the
+ * layout of its annotation (a `f32[:]` called with a C-contiguous array
+ * runs a C-layout specialisation but reads `float32[:]`); new reference. */
 PyObject *kl_signature_str(KlDispatcher *self, const KlSpecialisation *e);
 
 #endif /* KILN_DISPATCH_H */

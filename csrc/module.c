@@ -10,6 +10,7 @@
  */
 #include "dispatch.h"
 #include "runtime/pool.h"
+#include "runtime/vulkan.h"
 
 #include <stddef.h>
 #include <string.h>
@@ -91,9 +92,10 @@ Dispatcher_traverse(KlDispatcher *self, visitproc visit, void *arg)
     Py_VISIT(self->names);
     Py_VISIT(self->dict);
     for (int32_t j = 0; j < self->nentries; j++) {
-        KlCompiled *cs[2] = {self->entries[j].compiled,
+        KlCompiled *cs[3] = {self->entries[j].compiled,
+                             self->entries[j].noalias,
                              self->entries[j].texts};
-        for (int k = 0; k < 2; k++) {
+        for (int k = 0; k < 3; k++) {
             for (int32_t r = 0; cs[k] != NULL && r < cs[k]->nraises; r++) {
                 Py_VISIT((PyObject *)cs[k]->raises[r].exc_class);
             }
@@ -141,17 +143,21 @@ static PyObject *
 Dispatcher_get_signatures(KlDispatcher *self, void *closure)
 {
     (void)closure;
-    PyObject *list = PyList_New(self->nentries);
+    PyObject *list = PyList_New(0);
     if (list == NULL) {
         return NULL;
     }
+    /* a C-contiguous and a strided call of one `f32[:]` annotation are two
+     * specialisations with one signature: listed once */
     for (int32_t j = 0; j < self->nentries; j++) {
         PyObject *s = kl_signature_str(self, &self->entries[j]);
-        if (s == NULL) {
+        int seen = s == NULL ? -1 : PySequence_Contains(list, s);
+        if (seen < 0 || (!seen && PyList_Append(list, s) < 0)) {
+            Py_XDECREF(s);
             Py_DECREF(list);
             return NULL;
         }
-        PyList_SET_ITEM(list, j, s);
+        Py_DECREF(s);
     }
     return list;
 }
@@ -258,7 +264,8 @@ inspect_text(KlDispatcher *self, PyObject *args, PyObject *kwds, int which)
         }
         KlCompiled *c = kl_compile(self->py_func, self->entries[j].key,
                                    self->nparams, self->ret_spec,
-                                   self->options, 1, &d);
+                                   kl_entry_options(self, &self->entries[j]),
+                                   1, &d);
         if (c == NULL) {
             PyErr_Clear();
             kl_raise_diag(&d, self->py_func);
@@ -387,11 +394,312 @@ core_get_num_threads(PyObject *self, PyObject *unused)
     return PyLong_FromLong(kl_pool_get_threads());
 }
 
+/* ---- Vulkan runtime (kiln.vulkan) -------------------------------------- */
+
+/* Raises the Python exception for a failed runtime call. */
+static PyObject *
+vk_raise(const KlDiag *d)
+{
+    if (d->kind == KL_DIAG_NOMEM) {
+        return PyErr_NoMemory();
+    }
+    PyErr_Format(PyExc_RuntimeError, "kiln: %s", d->msg);
+    return NULL;
+}
+
+/* _vk_init(): None when a Vulkan device is ready, else why there is none.
+ * Initialises the runtime on the first call (without the GIL). */
+static PyObject *
+core_vk_init(PyObject *self, PyObject *unused)
+{
+    KlDiag d = {0};
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = kl_vk_init(&d);
+    Py_END_ALLOW_THREADS
+    if (r == 0) {
+        Py_RETURN_NONE;
+    }
+    return PyUnicode_FromString(d.msg);
+}
+
+/* _vk_device_info(): the selected device's KlVkInfo as a dict; None when
+ * the runtime is not initialised. */
+static PyObject *
+core_vk_device_info(PyObject *self, PyObject *unused)
+{
+    static const char *const kinds[] = {"discrete", "integrated", "virtual",
+                                        "cpu", "other"};
+    const KlVkInfo *i = kl_vk_info();
+    if (i == NULL) {
+        Py_RETURN_NONE;
+    }
+    return Py_BuildValue(
+        "{sssssIsIsIsIsI"
+        "sOsOsOsOsOsOsOsOsOsOsOsOsOsOsK"
+        "sIsIsKsKsIsIsIs(III)s(III)sIsIsdsOsK}",
+        "name", i->name, "kind", kinds[i->kind], "index", i->index,
+        "vendor_id", i->vendor_id, "device_id", i->device_id,
+        "api_version", i->api_version, "spirv_version", i->spirv_version,
+        "float64", i->float64 ? Py_True : Py_False,
+        "int64", i->int64 ? Py_True : Py_False,
+        "int16", i->int16 ? Py_True : Py_False,
+        "int8", i->int8 ? Py_True : Py_False,
+        "float16", i->float16 ? Py_True : Py_False,
+        "storage8", i->storage8 ? Py_True : Py_False,
+        "storage16", i->storage16 ? Py_True : Py_False,
+        "buffer_device_address",
+        i->buffer_device_address ? Py_True : Py_False,
+        "scalar_block_layout", i->scalar_block_layout ? Py_True : Py_False,
+        "vulkan_memory_model", i->vulkan_memory_model ? Py_True : Py_False,
+        "int64_atomics", i->int64_atomics ? Py_True : Py_False,
+        "float32_atomic_add", i->float32_atomic_add ? Py_True : Py_False,
+        "float64_atomic_add", i->float64_atomic_add ? Py_True : Py_False,
+        "external_memory_host",
+        i->external_memory_host ? Py_True : Py_False,
+        "host_import_alignment",
+        (unsigned long long)i->host_import_alignment,
+        "subgroup_size", i->subgroup_size, "subgroup_ops", i->subgroup_ops,
+        "max_storage_buffer_range",
+        (unsigned long long)i->max_storage_buffer_range,
+        "max_allocation_size", (unsigned long long)i->max_allocation_size,
+        "min_storage_offset_alignment", i->min_storage_offset_alignment,
+        "max_push_constants_size", i->max_push_constants_size,
+        "max_storage_buffers", i->max_storage_buffers,
+        "max_workgroup_count", i->max_workgroup_count[0],
+        i->max_workgroup_count[1], i->max_workgroup_count[2],
+        "max_workgroup_size", i->max_workgroup_size[0],
+        i->max_workgroup_size[1], i->max_workgroup_size[2],
+        "max_workgroup_invocations", i->max_workgroup_invocations,
+        "max_shared_memory", i->max_shared_memory,
+        "timestamp_period", i->timestamp_period,
+        "unified_memory", i->unified_memory ? Py_True : Py_False,
+        "device_memory", (unsigned long long)i->device_memory);
+}
+
+/* _vk_builtin_spirv(name): the SPIR-V of a built-in shader, as bytes. */
+static PyObject *
+core_vk_builtin_spirv(PyObject *self, PyObject *arg)
+{
+    const char *name = PyUnicode_AsUTF8(arg);
+    if (name == NULL) {
+        return NULL;
+    }
+    size_t n;
+    const uint32_t *words = kl_vk_builtin_spirv(name, &n);
+    if (words == NULL) {
+        return PyErr_Format(PyExc_KeyError, "no built-in shader '%s'", name);
+    }
+    return PyBytes_FromStringAndSize((const char *)words, (Py_ssize_t)n * 4);
+}
+
+/* One dispatch of _vk_run, parsed. */
+typedef struct VkRunStep {
+    KlVkPipeline *pipe;
+    uint32_t groups[3];
+    char push[256];             /* push constant bytes */
+    KlVkBuffer *bind[64];       /* bindings */
+} VkRunStep;
+
+/* Parses (spirv, (x, y, z)[, push[, bindings[, spec]]]) into *st and
+ * builds its pipeline; bindings index bufs[0 .. nbufs) (default: all). */
+static int
+vk_run_step(PyObject *item, KlVkBuffer **bufs, Py_ssize_t nbufs,
+            VkRunStep *st)
+{
+    Py_buffer code = {0}, push = {0};
+    PyObject *bindings = NULL, *spec = NULL;
+    uint32_t *words = NULL, specs[64];
+    int ok = -1;
+    if (!PyArg_ParseTuple(item, "y*(III)|y*OO;_vk_run: bad dispatch", &code,
+                          &st->groups[0], &st->groups[1], &st->groups[2],
+                          &push, &bindings, &spec)) {
+        return -1;
+    }
+    Py_ssize_t nb = bindings ? PySequence_Size(bindings) : nbufs;
+    Py_ssize_t ns = spec ? PySequence_Size(spec) : 0;
+    if (nb < 0 || ns < 0 || nb > 64 || ns > 64 || code.len % 4 != 0
+        || push.len > 256) {
+        PyErr_SetString(PyExc_ValueError, "_vk_run: bad dispatch");
+        goto done;
+    }
+    for (Py_ssize_t k = bindings ? 0 : nb; k < nb + ns; k++) {
+        PyObject *o = k < nb ? PySequence_GetItem(bindings, k)
+                             : PySequence_GetItem(spec, k - nb);
+        long v = o ? PyLong_AsLong(o) : -1;
+        Py_XDECREF(o);
+        if (PyErr_Occurred() || (k < nb && (v < 0 || v >= nbufs))) {
+            PyErr_SetString(PyExc_ValueError, "_vk_run: bad binding or spec");
+            goto done;
+        }
+        if (k < nb) {
+            st->bind[k] = bufs[v];
+        } else {
+            specs[k - nb] = (uint32_t)v;
+        }
+    }
+    if (bindings == NULL) {
+        for (Py_ssize_t k = 0; k < nb; k++) {
+            st->bind[k] = bufs[k];
+        }
+    }
+    if (push.len > 0) {
+        memcpy(st->push, push.buf, (size_t)push.len);
+    }
+    words = PyMem_Malloc(code.len ? (size_t)code.len : 4);
+    if (words == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(words, code.buf, (size_t)code.len);
+    KlDiag d = {0};
+    Py_BEGIN_ALLOW_THREADS
+    st->pipe = kl_vk_pipeline(words, (size_t)code.len / 4, "main",
+                              (uint32_t)nb, (uint32_t)push.len, specs,
+                              (uint32_t)ns, &d);
+    Py_END_ALLOW_THREADS
+    if (st->pipe == NULL) {
+        vk_raise(&d);
+        goto done;
+    }
+    ok = 0;
+done:
+    PyMem_Free(words);
+    PyBuffer_Release(&code);
+    PyBuffer_Release(&push);
+    return ok;
+}
+
+/* Uploads, runs the steps and downloads in one batch, without the GIL. */
+static int
+vk_run_batch(KlVkBuffer **bufs, Py_buffer *views, Py_ssize_t nbufs,
+             VkRunStep *steps, Py_ssize_t nsteps, KlDiag *d)
+{
+    int r = 0;
+    KlVkBatch *bt;
+    Py_BEGIN_ALLOW_THREADS
+    bt = kl_vk_batch_begin(d);
+    for (Py_ssize_t i = 0; bt != NULL && r == 0 && i < nbufs; i++) {
+        r = kl_vk_batch_upload(bt, bufs[i], 0, views[i].buf,
+                               (uint64_t)views[i].len, d);
+    }
+    for (Py_ssize_t s = 0; bt != NULL && r == 0 && s < nsteps; s++) {
+        r = kl_vk_batch_dispatch(bt, steps[s].pipe, steps[s].bind,
+                                 steps[s].push, steps[s].groups[0],
+                                 steps[s].groups[1], steps[s].groups[2], d);
+    }
+    for (Py_ssize_t i = 0; bt != NULL && r == 0 && i < nbufs; i++) {
+        r = kl_vk_batch_download(bt, bufs[i], 0, views[i].buf,
+                                 (uint64_t)views[i].len, d);
+    }
+    if (bt == NULL) {
+        r = -1;
+    } else if (r < 0) {
+        kl_vk_batch_discard(bt);
+    } else {
+        r = kl_vk_batch_submit(bt, d);
+    }
+    Py_END_ALLOW_THREADS
+    return r;
+}
+
+/* _vk_run(buffers, dispatches, import_host=False): a test and debugging
+ * entry point.  Each buffer (a writable, contiguous buffer-protocol
+ * object) is copied to the device, or imported when import_host is true
+ * and its memory allows; every dispatch (spirv_bytes, (x, y, z)[, push
+ * bytes[, binding indices[, spec constants]]]) runs in order with entry
+ * "main"; the buffers are then copied back.  Returns the number of
+ * buffers that were imported. */
+static PyObject *
+core_vk_run(PyObject *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"buffers", "dispatches", "import_host", NULL};
+    PyObject *buffers, *dispatches, *result = NULL;
+    int import_host = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "OO|p:_vk_run", kwlist,
+                                     &buffers, &dispatches, &import_host)) {
+        return NULL;
+    }
+    KlDiag d = {0};
+    if (kl_vk_init(&d) < 0) {
+        return vk_raise(&d);
+    }
+    PyObject *bseq = PySequence_Fast(buffers, "_vk_run: buffers not a list");
+    PyObject *dseq = bseq ? PySequence_Fast(dispatches, "_vk_run: "
+                                            "dispatches not a list") : NULL;
+    if (dseq == NULL) {
+        Py_XDECREF(bseq);
+        return NULL;
+    }
+    Py_ssize_t nb = PySequence_Fast_GET_SIZE(bseq);
+    Py_ssize_t ns = PySequence_Fast_GET_SIZE(dseq);
+    Py_buffer *views = PyMem_Calloc(nb + 1, sizeof *views);
+    KlVkBuffer **bufs = PyMem_Calloc(nb + 1, sizeof *bufs);
+    VkRunStep *steps = PyMem_Calloc(ns + 1, sizeof *steps);
+    Py_ssize_t got = 0, imported = 0;
+    if (views == NULL || bufs == NULL || steps == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (; got < nb; got++) {
+        if (PyObject_GetBuffer(PySequence_Fast_GET_ITEM(bseq, got),
+                               &views[got], PyBUF_WRITABLE) < 0) {
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < nb; i++) {
+        void *p = views[i].buf;
+        uint64_t n = (uint64_t)views[i].len;
+        bool imp = import_host && kl_vk_host_importable(p, n);
+        bufs[i] = imp ? kl_vk_buffer_import(p, n, &d)
+                      : kl_vk_buffer_create(n, &d);
+        if (bufs[i] == NULL) {
+            vk_raise(&d);
+            goto done;
+        }
+        imported += imp;
+    }
+    for (Py_ssize_t s = 0; s < ns; s++) {
+        if (vk_run_step(PySequence_Fast_GET_ITEM(dseq, s), bufs, nb,
+                        &steps[s]) < 0) {
+            goto done;
+        }
+    }
+    if (vk_run_batch(bufs, views, nb, steps, ns, &d) < 0) {
+        vk_raise(&d);
+        goto done;
+    }
+    result = PyLong_FromSsize_t(imported);
+done:
+    for (Py_ssize_t i = 0; bufs != NULL && i < nb; i++) {
+        kl_vk_buffer_destroy(bufs[i]);
+    }
+    for (Py_ssize_t i = 0; i < got; i++) {
+        PyBuffer_Release(&views[i]);
+    }
+    PyMem_Free(views);
+    PyMem_Free(bufs);
+    PyMem_Free(steps);
+    Py_DECREF(bseq);
+    Py_DECREF(dseq);
+    return result;
+}
+
 static PyMethodDef core_methods[] = {
     {"set_num_threads", core_set_num_threads, METH_O,
      "set_num_threads(n): threads that run parallel loops."},
     {"get_num_threads", core_get_num_threads, METH_NOARGS,
      "get_num_threads(): threads that run parallel loops."},
+    {"_vk_init", core_vk_init, METH_NOARGS,
+     "_vk_init(): None when a Vulkan device is ready, else the reason."},
+    {"_vk_device_info", core_vk_device_info, METH_NOARGS,
+     "_vk_device_info(): the Vulkan device's properties (dict) or None."},
+    {"_vk_builtin_spirv", core_vk_builtin_spirv, METH_O,
+     "_vk_builtin_spirv(name): SPIR-V bytes of a built-in shader."},
+    {"_vk_run", (PyCFunction)(void (*)(void))core_vk_run,
+     METH_VARARGS | METH_KEYWORDS,
+     "_vk_run(buffers, dispatches, import_host=False): runs SPIR-V "
+     "(testing)."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -194,6 +194,8 @@ typedef struct KlFunc {
 typedef struct KlOptions {
     uint8_t fastmath;       /* allow reassociation / contraction */
     uint8_t boundscheck;    /* check array indices */
+    uint8_t noalias;        /* the entry's array arguments share no memory
+                               (checked by the dispatcher at each call) */
 } KlOptions;
 
 /* Resolves a call during infer: compiles (or finds) the specialisation of

@@ -911,9 +911,11 @@ lower_range_advance(Lower *L, const KlInst *in)
 /* ---- arrays and shapes ------------------------------------------------ */
 
 /* Address of element a[idx...] (old operand ids); wraps negative indices
- * and, with boundscheck, raises NumPy's IndexError. */
+ * and, with boundscheck, raises NumPy's IndexError.  Axes whose bit is set
+ * in `proven` (passes/bounds.c proved 0 <= index < extent) get neither. */
 static int32_t
-element_address(Lower *L, int32_t aold, int32_t n, const int32_t *idx)
+element_address(Lower *L, int32_t aold, int32_t n, const int32_t *idx,
+                int64_t proven)
 {
     const KlType *at = OLD(L, aold)->type;
     if (at->kind != KL_T_ARRAY) {
@@ -933,6 +935,13 @@ element_address(Lower *L, int32_t aold, int32_t n, const int32_t *idx)
                                     "integers, not %s", it->name);
         }
         int32_t i = kl_lw_conv(L, val(L, idx[j]), kl_i64);
+        if (proven & ((int64_t)1 << j)) {
+            if (i < 0) {
+                return -1;
+            }
+            args[j + 1] = i;
+            continue;
+        }
         int32_t dim = kl_lw_e1(L, KL_OP_dim, kl_i64, args[0]);
         if (dim < 0) {
             return -1;
@@ -1014,7 +1023,8 @@ lower_getitem(Lower *L, int32_t old)
         }
         return set(L, old, shape_item(L, in->args[0], in->args[1]));
     }
-    int32_t p = element_address(L, in->args[0], in->nargs - 1, in->args + 1);
+    int32_t p = element_address(L, in->args[0], in->nargs - 1, in->args + 1,
+                                in->imm.i);
     if (p < 0) {
         return -1;
     }
@@ -1040,7 +1050,8 @@ lower_setitem(Lower *L, int32_t old)
         return kl_compile_error(L->d, L->line, "cannot store %s into an "
                                 "array of %s", vt->name, at->elem->name);
     }
-    int32_t p = element_address(L, in->args[0], in->nargs - 2, in->args + 2);
+    int32_t p = element_address(L, in->args[0], in->nargs - 2, in->args + 2,
+                                in->imm.i);
     if (p < 0) {
         return -1;
     }

@@ -113,8 +113,9 @@ mark_blocks(Par *P)
             succ[1] = t->aux;
         }
         else if (t != NULL && t->op == KL_OP_ret) {
-            return fail_compile(P, t->line, "return inside a prange loop "
-                                "is not supported");
+            return fail_compile(P, t->line, "return (or a break that ends "
+                                "the function) inside a prange loop is not "
+                                "supported");
         }
         for (int i = 0; i < 2; i++) {
             int32_t s = succ[i];
@@ -282,6 +283,18 @@ classify(Par *P, Carried *c)
                         || (j == 1 && !commutes) || other < 0
                         || in_set[other]) {
                         rc = fail_compile(P, u->line, not_reduction);
+                        break;
+                    }
+                    if ((uf == FAM_MIN || uf == FAM_MAX) && j == 1
+                        && f->insts[c->param].type->kind != KL_T_INT
+                        && f->insts[c->param].type->kind != KL_T_BOOL) {
+                        /* min(x, s) keeps the later of equal values and
+                         * restarts after a NaN: not splittable */
+                        rc = fail_compile(P, u->line, "in a prange loop, "
+                                          "write the reduction as s = min(s, "
+                                          "x) / max(s, x): with floats, "
+                                          "min(x, s) cannot be split into "
+                                          "chunks");
                         break;
                     }
                     fam = uf;
@@ -825,8 +838,58 @@ out:
 
 /* ---- rewriting F ------------------------------------------------------ */
 
-/* Emits in F block `at`: niters, chunk size and chunk count; returns the
- * block where emission continues, or -1. */
+static int32_t
+prim(KlFunc *f, int32_t at, KlOp op, const KlType *t, int line, int aux,
+     int32_t n, int32_t x, int32_t y, int32_t z)
+{
+    int32_t args[3] = {x, y, z};
+    return emit_in(f, at, op, t, line, aux, n, args);
+}
+
+/* The iteration count of range(start, stop, step) (step != 0, checked
+ * before the loop), computed with primitive ops on uint64 so that no
+ * difference wraps: for step > 0, (stop - start - 1) // step + 1 when
+ * start < stop, else 0; mirrored for step < 0.  Counts past 2**63 - 1
+ * (which no loop runs to the end) saturate. */
+static int32_t
+iteration_count(KlFunc *f, int32_t at, int line, int32_t start, int32_t stop,
+                int32_t step)
+{
+    const KlType *i64 = kl_i64, *u64 = kl_u64;
+    int32_t s = prim(f, at, KL_OP_cast, i64, line, 0, 1, start, -1, -1);
+    int32_t e = prim(f, at, KL_OP_cast, i64, line, 0, 1, stop, -1, -1);
+    int32_t st = prim(f, at, KL_OP_cast, i64, line, 0, 1, step, -1, -1);
+    int32_t zero = kl_const_int(f, at, i64, 0, line);
+    int32_t uzero = kl_const_int(f, at, u64, 0, line);
+    int32_t uone = kl_const_int(f, at, u64, 1, line);
+    int32_t up = prim(f, at, KL_OP_cmp, kl_bool, line, KL_CMP_GT, 2, st, zero,
+                      -1);
+    int32_t lo = prim(f, at, KL_OP_select, i64, line, 0, 3, up, s, e);
+    int32_t hi = prim(f, at, KL_OP_select, i64, line, 0, 3, up, e, s);
+    int32_t some = prim(f, at, KL_OP_cmp, kl_bool, line, KL_CMP_LT, 2, lo, hi,
+                        -1);
+    int32_t ulo = prim(f, at, KL_OP_cast, u64, line, 0, 1, lo, -1, -1);
+    int32_t uhi = prim(f, at, KL_OP_cast, u64, line, 0, 1, hi, -1, -1);
+    int32_t ust = prim(f, at, KL_OP_cast, u64, line, 0, 1, st, -1, -1);
+    int32_t neg = prim(f, at, KL_OP_sub, u64, line, 0, 2, uzero, ust, -1);
+    int32_t mag = prim(f, at, KL_OP_select, u64, line, 0, 3, up, ust, neg);
+    /* on an empty range, divide 0 instead of a wrapped difference */
+    int32_t span = prim(f, at, KL_OP_select, u64, line, 0, 3, some,
+                        prim(f, at, KL_OP_sub, u64, line, 0, 2, uhi, ulo, -1),
+                        uone);
+    int32_t q = prim(f, at, KL_OP_div, u64, line, 0, 2,
+                     prim(f, at, KL_OP_sub, u64, line, 0, 2, span, uone, -1),
+                     mag, -1);
+    int32_t cnt = prim(f, at, KL_OP_add, u64, line, 0, 2, q, uone, -1);
+    int32_t umax = kl_const_int(f, at, u64, INT64_MAX, line);
+    int32_t big = prim(f, at, KL_OP_cmp, kl_bool, line, KL_CMP_GT, 2, cnt,
+                       umax, -1);
+    cnt = prim(f, at, KL_OP_select, u64, line, 0, 3, big, umax, cnt);
+    cnt = prim(f, at, KL_OP_select, u64, line, 0, 3, some, cnt, uzero);
+    return prim(f, at, KL_OP_cast, kl_pyint, line, 0, 1, cnt, -1, -1);
+}
+
+/* Emits in F block `at`: niters, chunk size and chunk count. */
 static int
 emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
 {
@@ -834,27 +897,21 @@ emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
     int32_t start = entry_value(P, P->counter);
     int32_t stop = entry_value(P, P->stop);
     int32_t step = entry_value(P, P->step);
-    /* niters = max(0, -((start - stop) // step)) */
-    int32_t diff = binop(f, at, KL_BIN_SUB, kl_pyint, line, start, stop);
-    int32_t q = binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, diff, step);
-    int32_t neg = emit_in(f, at, KL_OP_py_unop, kl_pyint, line, KL_UN_NEG, 1,
-                          &q);
-    int32_t zero = kl_const_int(f, at, kl_pyint, 0, line);
+    int32_t n = iteration_count(f, at, line, start, stop, step);
     int32_t one = kl_const_int(f, at, kl_pyint, 1, line);
     int32_t most = kl_const_int(f, at, kl_pyint, KL_MAX_CHUNKS, line);
-    int32_t mx[2] = {neg, zero};
-    int32_t n = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_max, 2,
-                        mx);
-    /* cs = max(1, (n + most - 1) // most); nch = (n + cs - 1) // cs */
-    int32_t m1 = kl_const_int(f, at, kl_pyint, KL_MAX_CHUNKS - 1, line);
-    int32_t cs0 = binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line,
-                        binop(f, at, KL_BIN_ADD, kl_pyint, line, n, m1), most);
+    /* cs = max(1, ceil(n / most)), nch = ceil(n / cs) <= most, as
+     * (n - 1) // d + 1 (which cannot wrap; 0 for n == 0) */
+    int32_t n1 = binop(f, at, KL_BIN_SUB, kl_pyint, line, n, one);
+    int32_t cs0 = binop(f, at, KL_BIN_ADD, kl_pyint, line,
+                        binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, n1,
+                              most), one);
     int32_t mc[2] = {cs0, one};
     int32_t cs = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_max, 2,
                          mc);
-    int32_t up = binop(f, at, KL_BIN_SUB, kl_pyint, line,
-                       binop(f, at, KL_BIN_ADD, kl_pyint, line, n, cs), one);
-    int32_t nch = binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, up, cs);
+    int32_t nch = binop(f, at, KL_BIN_ADD, kl_pyint, line,
+                        binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, n1, cs),
+                        one);
     out[0] = nch;
     out[1] = cs;
     out[2] = n;

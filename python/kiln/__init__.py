@@ -119,8 +119,9 @@ def set_num_threads(n):
         raise TypeError(
             f"kiln.set_num_threads() expects an int, got {type(n).__name__}")
     n = n.__index__()
-    if n < 1:
-        raise ValueError(f"kiln.set_num_threads(): n must be >= 1, got {n}")
+    if not 1 <= n <= 256:
+        raise ValueError(
+            f"kiln.set_num_threads(): n must be between 1 and 256, got {n}")
     if _core is not None:
         _core.set_num_threads(n)
 

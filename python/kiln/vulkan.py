@@ -1,17 +1,72 @@
 """The Vulkan target: device discovery.
 
-No Vulkan device is used yet: `is_available()` is False, and kernels
-decorated with `target="vulkan"` raise RuntimeError when called.
+Importing kiln does not touch Vulkan: the loader is opened, and a device
+chosen, on the first call to `is_available()` or `device_name()` (or the
+first Vulkan kernel); the outcome is remembered, so later calls are fast.
+
+The device is the one named by the environment variable
+KILN_VULKAN_DEVICE (an index into the devices the loader lists, or part of
+a device name, any case), else the first discrete GPU, else an integrated,
+virtual or CPU device (Mesa's lavapipe).  KILN_VULKAN_VALIDATE=1 turns on
+the Khronos validation layer when it is installed.
 """
 
+import threading
+
 __all__ = ["is_available", "device_name"]
+
+# Whether kernels decorated with target="vulkan" can run (the SPIR-V
+# backend is wired into the dispatcher).  Until then is_available() is
+# False even with a device present, since callers (and the test suite)
+# take it to mean "Vulkan kernels run here"; device_name() and the runtime
+# work regardless (_device_info()).
+_TARGET_READY = False
+
+_lock = threading.Lock()
+_status = None      # (available, reason when not, device info dict)
+
+
+def _state():
+    """(available, reason, info), computed once."""
+    global _status
+    if _status is None:
+        with _lock:
+            if _status is None:
+                from . import _core
+                if _core is None:
+                    _status = (False, "the C extension kiln._core is not "
+                                      "built", None)
+                else:
+                    reason = _core._vk_init()
+                    info = _core._vk_device_info() if reason is None else None
+                    _status = (reason is None, reason, info)
+    return _status
 
 
 def is_available():
     """True when kiln can run kernels on a Vulkan device here."""
-    return False
+    return _TARGET_READY and _state()[0]
+
+
+def _device_available():
+    """True when the Vulkan runtime found a device (see _device_info)."""
+    return _state()[0]
 
 
 def device_name():
-    """The name of the Vulkan device kiln uses; RuntimeError when none."""
-    raise RuntimeError("kiln: no Vulkan device is available")
+    """The name of the Vulkan device kiln uses; RuntimeError when none
+    (exactly when is_available() is False)."""
+    info = _device_info()
+    if not _TARGET_READY:
+        raise RuntimeError("kiln: the Vulkan target is not available yet "
+                           f"(device: {info['name']})")
+    return info["name"]
+
+
+def _device_info():
+    """The device's kind, features and limits as a dict (see KlVkInfo in
+    csrc/runtime/vulkan.h); RuntimeError when there is no device."""
+    available, reason, info = _state()
+    if not available:
+        raise RuntimeError(f"kiln: no Vulkan device is available: {reason}")
+    return dict(info)

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alias.h"
 #include "llvm.h"
 
 /* State of one module's translation. */
@@ -36,6 +37,7 @@ typedef struct Cg {
     LLVMBasicBlockRef prologue; /* holds allocas, then jumps to block 0 */
     LLVMBuilderRef ab;          /* builder at the end of the prologue */
     LLVMValueRef statuses;      /* the pfor status slots, NULL until used */
+    KlAlias *alias;             /* noalias scopes of entry arrays, or NULL */
 } Cg;
 
 /* ---- types ------------------------------------------------------------ */
@@ -931,6 +933,7 @@ emit_inst(Cg *cg, int32_t id, LLVMValueRef *args)
     case KL_OP_load:
         v = LLVMBuildLoad2(b, mem_type(cg, T), OPND(0), "");
         LLVMSetAlignment(v, elem_align(T));
+        kl_alias_tag(cg->alias, f, in->args[0], v);
         if (T->kind == KL_T_BOOL) {
             v = LLVMBuildICmp(b, LLVMIntNE, v, LLVMConstNull(cg->i8), "");
         }
@@ -941,7 +944,9 @@ emit_inst(Cg *cg, int32_t id, LLVMValueRef *args)
         if (vt->kind == KL_T_BOOL) {
             x = LLVMBuildZExt(b, x, cg->i8, "");
         }
-        LLVMSetAlignment(LLVMBuildStore(b, x, OPND(0)), elem_align(vt));
+        LLVMValueRef st = LLVMBuildStore(b, x, OPND(0));
+        LLVMSetAlignment(st, elem_align(vt));
+        kl_alias_tag(cg->alias, f, in->args[0], st);
         break;
     }
     case KL_OP_call:
@@ -1257,7 +1262,8 @@ kl_llvm_codegen(KlModule *m, LLVMModuleRef mod, const char *entry_name,
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         goto done;
     }
-    if (declare_funcs(&cg) < 0) {
+    if (kl_alias_new(m, cg.ctx, &cg.alias, d) < 0
+        || declare_funcs(&cg) < 0) {
         goto done;
     }
     for (int32_t i = 0; i < m->nfuncs; i++) {
@@ -1271,5 +1277,6 @@ done:
     LLVMDisposeBuilder(cg.ab);
     free(cg.fns);
     free(cg.fntys);
+    kl_alias_free(cg.alias);
     return rc;
 }
