@@ -875,6 +875,9 @@ kl_raise_diag(const KlDiag *d, PyObject *py_func)
     case KL_DIAG_VALUE:
         PyErr_SetString(PyExc_ValueError, d->msg);
         break;
+    case KL_DIAG_RUNTIME:
+        PyErr_SetString(PyExc_RuntimeError, d->msg);
+        break;
     case KL_DIAG_NOMEM:
         PyErr_NoMemory();
         break;

@@ -58,6 +58,7 @@ typedef enum KlDiagKind {
     KL_DIAG_COMPILE,    /* unsupported construct or type error: CompileError */
     KL_DIAG_TYPE,       /* bad argument at a call: TypeError */
     KL_DIAG_VALUE,      /* e.g. a read-only array written: ValueError */
+    KL_DIAG_RUNTIME,    /* a device or driver failed: RuntimeError */
     KL_DIAG_NOMEM,      /* out of memory: MemoryError */
     KL_DIAG_INTERNAL,   /* broken invariant inside kiln: SystemError */
 } KlDiagKind;

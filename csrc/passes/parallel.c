@@ -23,6 +23,12 @@
 #include <string.h>
 
 #define KL_MAX_CHUNKS 256
+/* The Vulkan target (KlOptions.target 1) runs each chunk as one GPU
+ * invocation: loops without reductions get chunk size 1 up to this many
+ * chunks, loops with reductions at most KL_VK_RED_CHUNKS chunks (their
+ * partials, one per chunk, are combined on the host in chunk order). */
+#define KL_VK_MAX_CHUNKS ((int64_t)1 << 30)
+#define KL_VK_RED_CHUNKS 4096
 
 /* Operator families a reduction may use. */
 typedef enum Family {
@@ -889,6 +895,22 @@ iteration_count(KlFunc *f, int32_t at, int line, int32_t start, int32_t stop,
     return prim(f, at, KL_OP_cast, kl_pyint, line, 0, 1, cnt, -1, -1);
 }
 
+/* The most chunks a pfor of P may run (the partials' size): a function
+ * of the target and of whether the loop has reductions. */
+static int64_t
+max_chunks(const Par *P)
+{
+    if (P->f->mod->options.target != 1) {
+        return KL_MAX_CHUNKS;
+    }
+    for (int32_t i = 0; i < P->ncar; i++) {
+        if (P->car[i].fam != FAM_NONE) {
+            return KL_VK_RED_CHUNKS;
+        }
+    }
+    return KL_VK_MAX_CHUNKS;
+}
+
 /* Emits in F block `at`: niters, chunk size and chunk count. */
 static int
 emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
@@ -899,7 +921,7 @@ emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
     int32_t step = entry_value(P, P->step);
     int32_t n = iteration_count(f, at, line, start, stop, step);
     int32_t one = kl_const_int(f, at, kl_pyint, 1, line);
-    int32_t most = kl_const_int(f, at, kl_pyint, KL_MAX_CHUNKS, line);
+    int32_t most = kl_const_int(f, at, kl_pyint, max_chunks(P), line);
     /* cs = max(1, ceil(n / most)), nch = ceil(n / cs) <= most, as
      * (n - 1) // d + 1 (which cannot wrap; 0 for n == 0) */
     int32_t n1 = binop(f, at, KL_BIN_SUB, kl_pyint, line, n, one);
@@ -1061,7 +1083,7 @@ rewrite_parent(Par *P, int32_t bindex, int line)
         if (cr->part < 0) {
             return -1;
         }
-        f->insts[cr->part].imm.i = KL_MAX_CHUNKS;
+        f->insts[cr->part].imm.i = max_chunks(P);
         P->captured.items[cr->slot] = cr->part;
     }
     int32_t n = 3 + P->captured.len;
