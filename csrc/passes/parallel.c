@@ -372,9 +372,14 @@ static int
 collect_captures(Par *P)
 {
     KlFunc *f = P->f;
-    if (capture(P, entry_value(P, P->counter)) < 0
-        || capture(P, entry_value(P, P->step)) < 0) {
-        return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+    /* start and step: constants are rebuilt in B (a constant step keeps
+     * the body's accesses unit-stride for the vectoriser) */
+    int32_t bounds[2] = {entry_value(P, P->counter), entry_value(P, P->step)};
+    for (int i = 0; i < 2; i++) {
+        if (f->insts[bounds[i]].op != KL_OP_const
+            && capture(P, bounds[i]) < 0) {
+            return kl_error(P->d, KL_DIAG_NOMEM, 0, "out of memory");
+        }
     }
     for (int32_t b = 0; b < f->nblocks; b++) {
         if (!P->inloop[b]) {
@@ -636,6 +641,12 @@ build_frame(Par *P, int line)
     }
     if (copy_consts(P) < 0) {
         return -1;
+    }
+    int32_t bounds[2] = {entry_value(P, P->counter), entry_value(P, P->step)};
+    for (int i = 0; i < 2; i++) {
+        if (P->vmap[bounds[i]] < 0 && copy_inst(P, 0, bounds[i]) < 0) {
+            return -1;
+        }
     }
     g->ret_type = kl_none;
     g->callees = f->callees;
