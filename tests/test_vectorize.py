@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 
+from kiln import prange
 from conftest import JIT_DISABLED, check, jit
 
 pytestmark = pytest.mark.skipif(JIT_DISABLED, reason="inspects compiled code")
@@ -69,6 +70,31 @@ def test_triad_checks_other_arrays():
     check(fn, np.zeros(10), np.ones(9), np.ones(10), 1.0)
     check(fn, np.zeros(10), np.ones(10), np.ones(3), 1.0)
     check(fn, np.zeros(0), np.ones(0), np.ones(0), 1.0)
+
+
+def ptriad(a, b, c, s: float):
+    for i in prange(len(a)):
+        a[i] = b[i] + s * c[i]
+
+
+def test_prange_triad_vectorises(rng):
+    """The outlined body keeps a checked copy of the loop for the chunk that
+    may run out of b or c, and a vectorised copy the guard picks when the
+    whole chunk is in range."""
+    fn = jit(ptriad)
+    n = 1000
+    a, b, c = np.zeros(n), rng.random(n), rng.random(n)
+    check(fn, a, b, c, 2.5)
+    fn(a, b, c, 2.5)
+    asm = fn.inspect_asm()
+    assert re.search(r"\bvmulpd\b[^\n]*%[yz]mm", asm), asm
+    assert "vfmadd" not in asm
+
+
+def test_prange_triad_raises_in_the_right_iteration():
+    fn = jit(ptriad)
+    for nb, nc in [(999, 1000), (1000, 3), (0, 1000), (1000, 1000)]:
+        check(fn, np.zeros(1000), np.ones(nb), np.ones(nc), 1.0)
 
 
 def test_fully_proven_loop_has_no_check(rng):

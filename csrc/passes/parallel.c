@@ -44,7 +44,16 @@ typedef struct Carried {
     int32_t part;       /* F: partials array (scratch) */
     int32_t slot;       /* index of the partials array among captured */
     int32_t bpart;      /* B: the partials array param */
+    int32_t ident;      /* B: the family's identity (a constant) */
 } Carried;
+
+/* An access a[i + c] along one axis that holds for every iteration of a
+ * chunk when its last iteration's index is below the extent. */
+typedef struct Split {
+    int32_t array;      /* F value of the array (defined before the loop) */
+    int32_t axis;       /* which index */
+    int64_t c;          /* constant offset >= 0 from the counter */
+} Split;
 
 typedef struct Par {
     KlFunc *f;          /* function holding the loop */
@@ -62,8 +71,16 @@ typedef struct Par {
     KlFunc *b;          /* the body function */
     int32_t *vmap;      /* F value -> B value, -1 */
     int32_t *bmap;      /* F block -> B block, -1 */
-    int32_t bheader;    /* B's loop header */
+    int32_t bheader;    /* B's loop header (of the copy being built) */
     int32_t k;          /* B: iteration number (header param) */
+    int32_t params[3];  /* B: chunk, lo, hi */
+    int32_t done;       /* B: block storing the partials */
+    int32_t ninsts;     /* F's instructions before the rewrite */
+    int32_t *base_vmap; /* vmap after the frame, the start of each copy */
+    int64_t *proves;    /* F access -> axes the fast copy may prove */
+    Split *splits;      /* the checks the fast copy's guard makes */
+    int32_t nsplits;
+    int fast;           /* the copy being built is the fast one */
 } Par;
 
 static int
@@ -539,6 +556,9 @@ copy_inst(Par *P, int32_t nb, int32_t old)
     }
     g->insts[id].aux = in->aux;
     g->insts[id].imm = in->imm;
+    if (P->fast && P->proves != NULL && old < P->ninsts) {
+        g->insts[id].imm.i |= P->proves[old];
+    }
     if (in->op == KL_OP_branch) {
         g->insts[id].imm.i = P->bmap[in->imm.i];
         g->insts[id].aux = P->bmap[in->aux];
@@ -595,7 +615,12 @@ copy_consts(Par *P)
     return 0;
 }
 
-/* Creates B's entry, header, and the blocks for the moved ones. */
+static int copy_loops(Par *P);
+static int copy_blocks(Par *P);
+
+/* Creates B's params, the constants its blocks use, the reductions'
+ * identities, and the `done` block storing the partials (reached with the
+ * accumulators as its params). */
 static int
 build_frame(Par *P, int line)
 {
@@ -610,7 +635,6 @@ build_frame(Par *P, int line)
         return -1;
     }
     static const char *names[3] = {"chunk", "lo", "hi"};
-    int32_t params[3];
     for (int32_t i = 0; i < g->nparams; i++) {
         Carried *part = NULL;
         for (int32_t c = 0; c < P->ncar; c++) {
@@ -630,7 +654,7 @@ build_frame(Par *P, int line)
         }
         g->insts[a].imm.i = i;
         if (i < 3) {
-            params[i] = a;
+            P->params[i] = a;
         }
         else if (part != NULL) {
             part->bpart = a;
@@ -651,47 +675,79 @@ build_frame(Par *P, int line)
     g->ret_type = kl_none;
     g->callees = f->callees;
     g->ncallees = f->ncallees;
-    /* map the F blocks that move */
-    for (int32_t b = 0; b < P->nblocks; b++) {
-        if (P->inloop[b] && (P->bmap[b] = kl_block_new(g)) < 0) {
-            return -1;
-        }
-    }
-    int32_t head = kl_block_new(g), body = kl_block_new(g);
-    int32_t done = kl_block_new(g);
-    if (head < 0 || body < 0 || done < 0) {
+    /* done(accs...): partials[chunk] = acc, for each reduction */
+    if ((P->done = kl_block_new(g)) < 0) {
         return -1;
     }
-    P->bheader = head;
-    P->k = kl_bparam_add(g, head, kl_pyint);
-    int32_t *init = malloc(sizeof(int32_t) * (size_t)(P->ncar + 2));
-    if (init == NULL || P->k < 0) {
-        free(init);
-        return -1;
-    }
-    int32_t n = 0;
-    init[n++] = params[1];
     for (int32_t c = 0; c < P->ncar; c++) {
         Carried *cr = &P->car[c];
         if (cr->fam == FAM_NONE) {
             continue;
         }
         const KlType *t = f->insts[cr->param].type;
-        cr->acc = kl_bparam_add(g, head, t);
-        init[n++] = identity(g, 0, cr->fam, t, line);
-        P->vmap[cr->param] = cr->acc;
-        if (cr->acc < 0 || init[n - 1] < 0) {
-            free(init);
+        cr->ident = identity(g, 0, cr->fam, t, line);
+        int32_t acc = kl_bparam_add(g, P->done, t);
+        int32_t st[3] = {cr->bpart, acc, P->params[0]};
+        int32_t s = acc < 0 || cr->ident < 0 ? -1
+                    : emit_in(g, P->done, KL_OP_py_setitem, kl_void, line, 0,
+                              3, st);
+        if (s < 0) {
+            return -1;
+        }
+        g->insts[s].imm.i = 1;  /* chunk < nchunks <= partials' size */
+    }
+    return kl_emit(g, P->done, KL_OP_ret, kl_void, line, 0, NULL) < 0 ? -1
+                                                                       : 0;
+}
+
+/* Emits one copy of the loop over k in [lo, hi) into B: a fresh block per
+ * moved F block, its own header, and an exit into `done`.  With `fast`,
+ * the accesses found by find_splits get their proof bits.  Returns the
+ * block that enters the copy, or -1. */
+static int32_t
+build_loop(Par *P, int line, int fast)
+{
+    KlFunc *f = P->f, *g = P->b;
+    memcpy(P->vmap, P->base_vmap, sizeof(int32_t) * (size_t)P->ninsts);
+    for (int32_t b = 0; b < P->nblocks; b++) {
+        if (P->inloop[b] && (P->bmap[b] = kl_block_new(g)) < 0) {
             return -1;
         }
     }
-    int32_t rc = kl_jump(g, 0, head, n, init, line);
+    int32_t pre = kl_block_new(g), head = kl_block_new(g);
+    int32_t body = kl_block_new(g), exit = kl_block_new(g);
+    if (pre < 0 || head < 0 || body < 0 || exit < 0) {
+        return -1;
+    }
+    P->bheader = head;
+    P->k = kl_bparam_add(g, head, kl_pyint);
+    int32_t *init = malloc(sizeof(int32_t) * (size_t)(P->ncar + 2));
+    int32_t *accs = malloc(sizeof(int32_t) * (size_t)(P->ncar + 2));
+    if (init == NULL || accs == NULL || P->k < 0) {
+        free(init);
+        free(accs);
+        return -1;
+    }
+    int32_t n = 0;
+    init[n++] = P->params[1];
+    for (int32_t c = 0; c < P->ncar; c++) {
+        Carried *cr = &P->car[c];
+        if (cr->fam != FAM_NONE) {
+            cr->acc = kl_bparam_add(g, head, f->insts[cr->param].type);
+            P->vmap[cr->param] = cr->acc;
+            accs[n - 1] = cr->acc;
+            init[n++] = cr->ident;
+        }
+    }
+    int rc = kl_jump(g, pre, head, n, init, line) < 0
+             || kl_jump(g, exit, P->done, n - 1, accs, line) < 0 ? -1 : 0;
     free(init);
-    /* header: k < hi ? body : done */
-    int32_t lt[2] = {P->k, params[2]};
+    free(accs);
+    /* header: k < hi ? body : exit */
+    int32_t lt[2] = {P->k, P->params[2]};
     int32_t test = emit_in(g, head, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT, 2,
                            lt);
-    if (rc < 0 || test < 0 || kl_branch(g, head, test, body, done, line) < 0) {
+    if (rc < 0 || test < 0 || kl_branch(g, head, test, body, exit, line) < 0) {
         return -1;
     }
     /* body: i = start + k * step, then the loop's first block */
@@ -704,29 +760,16 @@ build_frame(Par *P, int line)
         return -1;
     }
     P->vmap[P->counter] = i;
-    /* done: partials[chunk] = acc, for each reduction */
-    for (int32_t c = 0; c < P->ncar; c++) {
-        Carried *cr = &P->car[c];
-        if (cr->fam == FAM_NONE) {
-            continue;
-        }
-        int32_t st[3] = {cr->bpart, cr->acc, params[0]};
-        int32_t s = emit_in(g, done, KL_OP_py_setitem, kl_void, line, 0, 3,
-                            st);
-        if (s < 0) {
-            return -1;
-        }
-        g->insts[s].imm.i = 1;  /* chunk < nchunks <= partials' size */
-    }
-    if (kl_emit(g, done, KL_OP_ret, kl_void, line, 0, NULL) < 0) {
-        return -1;
-    }
-    int32_t lp = kl_loop_new(g, head, body, done, -1, 0);
+    int32_t lp = kl_loop_new(g, head, body, exit, -1, 0);
     if (lp < 0) {
         return -1;
     }
     g->blocks[head].loop = g->blocks[body].loop = lp;
-    return 0;
+    P->fast = fast;
+    if (copy_loops(P) < 0 || copy_blocks(P) < 0) {
+        return -1;
+    }
+    return pre;
 }
 
 /* Copies the loops nested in the outlined one, serial from now on. */
@@ -1140,6 +1183,134 @@ rewrite_parent(Par *P, int32_t bindex, int line)
     return 0;
 }
 
+/* The constant offset c >= 0 when index v is the counter plus c; -1 when
+ * it is not of that form. */
+static int64_t
+counter_offset(Par *P, int32_t v)
+{
+    KlFunc *f = P->f;
+    if (v == P->counter) {
+        return 0;
+    }
+    KlInst *in = &f->insts[v];
+    if (in->op != KL_OP_py_binop || in->aux != KL_BIN_ADD || in->imm.i != 0) {
+        return -1;
+    }
+    for (int j = 0; j < 2; j++) {
+        KlInst *k = &f->insts[in->args[1 - j]];
+        if (in->args[j] == P->counter && k->op == KL_OP_const
+            && k->type->kind == KL_T_INT && k->imm.i >= 0
+            && k->imm.i < INT32_MAX) {
+            return k->imm.i;
+        }
+    }
+    return -1;
+}
+
+/* Finds the checked accesses a[i + c] (i the counter, c >= 0, a defined
+ * before the loop) that a chunk can prove at once: with start >= 0 and a
+ * positive step constant, every index of the chunk lies in [0, extent)
+ * when the last one does.  B then holds two copies of the loop: one
+ * without those checks, taken when the guard holds, and the checked one,
+ * which raises where CPython would. */
+static int
+find_splits(Par *P)
+{
+    KlFunc *f = P->f;
+    KlInst *start = &f->insts[entry_value(P, P->counter)];
+    KlInst *step = &f->insts[entry_value(P, P->step)];
+    if (start->op != KL_OP_const || start->imm.i < 0
+        || step->op != KL_OP_const || step->imm.i <= 0) {
+        return 0;
+    }
+    P->proves = calloc((size_t)f->ninsts + 1, sizeof(int64_t));
+    P->splits = malloc(sizeof(Split) * 32);
+    if (P->proves == NULL || P->splits == NULL) {
+        return -1;
+    }
+    for (int32_t b = 0; b < P->nblocks; b++) {
+        KlVec *insts = &f->blocks[b].insts;
+        for (int32_t p = 0; P->inloop[b] && p < insts->len; p++) {
+            int32_t id = insts->items[p];
+            KlInst *u = &f->insts[id];
+            int first = u->op == KL_OP_py_getitem ? 1
+                        : u->op == KL_OP_py_setitem ? 2 : 0;
+            if (first == 0 || P->inloop[f->insts[u->args[0]].block]
+                || f->insts[u->args[0]].type->kind != KL_T_ARRAY) {
+                continue;
+            }
+            for (int32_t j = first; j < u->nargs && P->nsplits < 32; j++) {
+                int axis = j - first;
+                int64_t c = counter_offset(P, u->args[j]);
+                if ((u->imm.i >> axis & 1) || c < 0) {
+                    continue;
+                }
+                P->proves[id] |= (int64_t)1 << axis;
+                P->splits[P->nsplits++] =
+                    (Split){entry_value(P, u->args[0]), axis, c};
+            }
+        }
+    }
+    return 0;
+}
+
+/* B's guard: the last index of the chunk, plus each split's offset, lies
+ * below the split's extent. */
+static int32_t
+emit_guard(Par *P, int line)
+{
+    KlFunc *g = P->b;
+    int32_t one = kl_const_int(g, 0, kl_pyint, 1, line);
+    const KlType *it = P->f->insts[P->counter].type;
+    int32_t last = binop(g, 0, KL_BIN_ADD, it, line,
+                         P->vmap[entry_value(P, P->counter)],
+                         binop(g, 0, KL_BIN_MUL, it, line,
+                               binop(g, 0, KL_BIN_SUB, kl_pyint, line,
+                                     P->params[2], one),
+                               P->vmap[entry_value(P, P->step)]));
+    int32_t ok = -1;
+    for (int32_t i = 0; i < P->nsplits; i++) {
+        Split *sp = &P->splits[i];
+        int32_t arr = P->vmap[sp->array];
+        const KlType *at = P->f->insts[sp->array].type;
+        int32_t shape = emit_in(g, 0, KL_OP_py_getattr,
+                                kl_type_shape(at->ndim), line, KL_ATTR_SHAPE,
+                                1, &arr);
+        int32_t ax[2] = {shape, kl_const_int(g, 0, kl_pyint, sp->axis, line)};
+        int32_t dim = emit_in(g, 0, KL_OP_py_getitem, kl_pyint, line, 0, 2,
+                              ax);
+        int32_t idx = binop(g, 0, KL_BIN_ADD, kl_pyint, line, last,
+                            kl_const_int(g, 0, kl_pyint, sp->c, line));
+        int32_t lt[2] = {idx, dim};
+        int32_t in = emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT, 2,
+                             lt);
+        ok = ok < 0 ? in : binop(g, 0, KL_BIN_AND, kl_bool, line, ok, in);
+        if (arr < 0 || ok < 0) {
+            return -1;
+        }
+    }
+    return ok;
+}
+
+/* B's loop: one copy, or the fast and the checked copy behind a guard. */
+static int
+build_body(Par *P, int line)
+{
+    KlFunc *g = P->b;
+    memcpy(P->base_vmap, P->vmap, sizeof(int32_t) * (size_t)P->ninsts);
+    if (P->nsplits == 0) {
+        int32_t pre = build_loop(P, line, 0);
+        return pre < 0 || kl_jump(g, 0, pre, 0, NULL, line) < 0 ? -1 : 0;
+    }
+    int32_t guard = emit_guard(P, line);
+    int32_t fast = guard < 0 ? -1 : build_loop(P, line, 1);
+    int32_t slow = fast < 0 ? -1 : build_loop(P, line, 0);
+    if (slow < 0 || kl_branch(g, 0, guard, fast, slow, line) < 0) {
+        return -1;
+    }
+    return 0;
+}
+
 /* Outlines loop l of f. */
 static int
 outline(KlFunc *f, int32_t l, KlDiag *d)
@@ -1179,8 +1350,10 @@ outline(KlFunc *f, int32_t l, KlDiag *d)
     memset(P.vmap, 0xff, sizeof(int32_t) * (size_t)(f->ninsts + 1));
     memset(P.bmap, 0xff, sizeof(int32_t) * (size_t)(P.nblocks + 1));
     int32_t bindex = f->mod->nfuncs - 1;
-    if (build_frame(&P, line) < 0 || copy_loops(&P) < 0
-        || copy_blocks(&P) < 0) {
+    P.ninsts = f->ninsts;
+    P.base_vmap = malloc(sizeof(int32_t) * (size_t)(f->ninsts + 1));
+    if (P.base_vmap == NULL || find_splits(&P) < 0 || build_frame(&P, line) < 0
+        || build_body(&P, line) < 0) {
         if (d->kind == KL_DIAG_NONE) {
             kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         }
@@ -1198,6 +1371,9 @@ out:
     free(P.car);
     free(P.vmap);
     free(P.bmap);
+    free(P.base_vmap);
+    free(P.proves);
+    free(P.splits);
     return rc;
 }
 
