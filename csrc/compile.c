@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "compile.h"
+#include "runtime/vkexec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -183,6 +184,77 @@ lower_all(KlModule *m, KlDiag *d)
     return 0;
 }
 
+/* Whether function f reads or writes elements of arrays other than its
+ * own `scratch` arrays (reduction partials). */
+static int
+indexes_arrays(const KlFunc *f)
+{
+    for (int32_t i = 0; i < f->ninsts; i++) {
+        const KlInst *in = &f->insts[i];
+        if (in->op == KL_OP_elemptr
+            && f->insts[in->args[0]].op != KL_OP_scratch) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* The Vulkan target: a serial kernel for a module without `pfor`, else
+ * one kernel per pfor body plus the host code that dispatches them. */
+static int
+vulkan_kernels(KlCompiled *c, KlModule *m, int want_text, KlDiag *d)
+{
+    void **kernels = calloc((size_t)m->nfuncs + 1, sizeof(void *));
+    uint8_t *body = calloc((size_t)m->nfuncs + 1, 1);
+    int rc = -1;
+    if (kernels == NULL || body == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto done;
+    }
+    int32_t nbodies = 0;
+    for (int32_t fi = 0; fi < m->nfuncs; fi++) {
+        const KlFunc *f = m->funcs[fi];
+        for (int32_t i = 0; i < f->ninsts; i++) {
+            int64_t b = f->insts[i].imm.i;
+            if (f->insts[i].op == KL_OP_pfor && b >= 0 && b < m->nfuncs
+                && !body[b]) {
+                body[b] = 1;
+                nbodies++;
+            }
+        }
+    }
+    if (nbodies == 0) {
+        c->vk_serial = kl_vk_kernel_new(m, 0, KL_SPV_SERIAL, d);
+        rc = c->vk_serial != NULL ? 0 : -1;
+        goto done;
+    }
+    c->vk_kernels = calloc((size_t)nbodies, sizeof(KlVkKernel *));
+    if (c->vk_kernels == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto done;
+    }
+    for (int32_t fi = 0; fi < m->nfuncs; fi++) {
+        if (!body[fi]) {
+            c->host_reads_arrays |= (uint8_t)indexes_arrays(m->funcs[fi]);
+            continue;
+        }
+        KlVkKernel *k = kl_vk_kernel_new(m, fi, KL_SPV_PFOR, d);
+        if (k == NULL) {
+            goto done;
+        }
+        c->vk_kernels[c->nvk++] = k;
+        kernels[fi] = k;
+    }
+    m->pfor_kernels = kernels;
+    c->entry = kl_llvm_compile(m, want_text ? &c->text : NULL, d);
+    m->pfor_kernels = NULL;
+    rc = c->entry != NULL ? 0 : -1;
+done:
+    free(kernels);
+    free(body);
+    return rc;
+}
+
 KlCompiled *
 kl_compile(void *func, const KlType **argtypes, int32_t nargs,
            const KlType *ret_annot, KlOptions options, int want_text,
@@ -206,8 +278,13 @@ kl_compile(void *func, const KlType **argtypes, int32_t nargs,
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         goto fail;
     }
-    c->entry = kl_llvm_compile(m, want_text ? &c->text : NULL, d);
-    if (c->entry == NULL) {
+    if (options.target == 1) {
+        if (vulkan_kernels(c, m, want_text, d) < 0) {
+            goto fail;
+        }
+    }
+    else if ((c->entry = kl_llvm_compile(m, want_text ? &c->text : NULL,
+                                         d)) == NULL) {
         goto fail;
     }
     c->ret_type = m->funcs[0]->ret_type;
@@ -243,5 +320,10 @@ kl_compiled_free(KlCompiled *c)
     free(c->ir_text);
     free(c->text.llvm_ir);
     free(c->text.asm_text);
+    kl_vk_kernel_free(c->vk_serial);
+    for (int32_t i = 0; i < c->nvk; i++) {
+        kl_vk_kernel_free(c->vk_kernels[i]);
+    }
+    free(c->vk_kernels);
     free(c);
 }

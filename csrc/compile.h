@@ -85,12 +85,24 @@ typedef struct KlCompiled {
     int32_t nraises;
     char *ir_text;          /* lowered kiln IR, when text was requested */
     KlLlvmText text;        /* LLVM IR and assembly, when requested */
+    /* Vulkan target (KlOptions.target 1): */
+    struct KlVkKernel *vk_serial;   /* a kernel without prange: the SPIR-V
+                                       kernel of funcs[0] (entry is NULL) */
+    struct KlVkKernel **vk_kernels; /* with prange: the kernel of each pfor
+                                       body the host code (entry) calls */
+    int32_t nvk;
+    uint8_t host_reads_arrays;      /* with prange: the host code accesses
+                                       array elements (so it cannot take
+                                       arrays living in device memory) */
 } KlCompiled;
 
 /* Compiles Python function `func` (PyObject *) for argument types
  * argtypes[0..nargs) and an optional return annotation (NULL: inferred).
  * The pipeline: frontend, infer, lower, verify, LLVM.  want_text keeps the
- * IR, LLVM IR and assembly texts.  NULL with d filled on failure.
+ * IR, LLVM IR and assembly texts.  For the Vulkan target (options.target
+ * 1, kl_vk_init done), a module without `pfor` becomes one serial SPIR-V
+ * kernel (vk_serial); otherwise the host code is compiled by LLVM and each
+ * pfor body becomes a SPIR-V kernel (vk_kernels) that `pfor` dispatches.  NULL with d filled on failure.
  * Requires the GIL. */
 KlCompiled *kl_compile(void *func, const KlType **argtypes, int32_t nargs,
                        const KlType *ret_annot, KlOptions options,

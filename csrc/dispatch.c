@@ -27,6 +27,9 @@
 #include <dlfcn.h>
 #include <string.h>
 
+#include "runtime/vkexec.h"
+#include "runtime/vulkan.h"
+
 #define KL_FAST_ARGS 16     /* arguments handled without allocating */
 #define KL_NELEM 13         /* bool, i8..i64, u8..u64, f32, f64, c64, c128 */
 #define KL_NTYPENUM 32      /* NumPy type numbers considered */
@@ -923,6 +926,15 @@ format_raise(const char *fmt, const int64_t payload[3])
 static PyObject *
 raise_status(const KlCompiled *c, const KlStatus *st)
 {
+    if (st->site == -1 && (c->nvk > 0 || c->vk_serial != NULL)) {
+        /* a Vulkan dispatch failed (vkexec.h: kl_vk_pfor) */
+        if (st->payload[0] == KL_DIAG_NOMEM) {
+            return PyErr_NoMemory();
+        }
+        PyErr_Format(st->payload[0] == KL_DIAG_VALUE ? PyExc_ValueError
+                     : PyExc_RuntimeError, "kiln: %s", kl_vk_last_error());
+        return NULL;
+    }
     if (st->site < 0 || st->site >= c->nraises) {
         PyErr_Format(PyExc_SystemError,
                      "kiln internal error: kernel raised unknown site %d",
@@ -1017,7 +1029,22 @@ run(const KlCompiled *c, void **argv)
     int32_t rc;
     KlEntry entry = c->entry;
     PyThreadState *ts = PyThreadState_Get();
-    if (only_thread(ts)) {
+    if (c->vk_serial != NULL) {
+        KlDiag d;
+        memset(&d, 0, sizeof(d));
+        ts = PyEval_SaveThread();
+        rc = kl_vk_serial(c->vk_serial, argv, &ret, &st, &d);
+        PyEval_RestoreThread(ts);
+        if (rc < 0) {
+            if (d.kind == KL_DIAG_NOMEM) {
+                return PyErr_NoMemory();
+            }
+            PyErr_Format(d.kind == KL_DIAG_VALUE ? PyExc_ValueError
+                         : PyExc_RuntimeError, "kiln: %s", d.msg);
+            return NULL;
+        }
+    }
+    else if (only_thread(ts)) {
         rc = entry(argv, &ret, &st);
     }
     else {
@@ -1246,6 +1273,25 @@ done:
     return r;
 }
 
+/* Initialises the Vulkan runtime for a first Vulkan call; -1 with
+ * RuntimeError naming why when there is no device. */
+static int
+vulkan_start(void)
+{
+    KlDiag d;
+    memset(&d, 0, sizeof(d));
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = kl_vk_init(&d);
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "kiln: no Vulkan device is available: %s", d.msg);
+        return -1;
+    }
+    return 0;
+}
+
 PyObject *
 kl_dispatch_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
                        PyObject *kwnames)
@@ -1255,10 +1301,12 @@ kl_dispatch_vectorcall(PyObject *op, PyObject *const *args, size_t nargsf,
     if (!numpy_ready && numpy_init() < 0) {
         return NULL;
     }
-    if (self->vulkan || self->py_func == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, self->vulkan
-                        ? "kiln: the Vulkan target is not available yet"
-                        : "kiln: dispatcher already cleared");
+    if (self->py_func == NULL) {
+        PyErr_SetString(PyExc_RuntimeError,
+                        "kiln: dispatcher already cleared");
+        return NULL;
+    }
+    if (self->vulkan && !kl_vk_ready() && vulkan_start() < 0) {
         return NULL;
     }
     if (kwnames != NULL || nargs != self->nparams) {

@@ -10,6 +10,7 @@
  */
 #include "dispatch.h"
 #include "runtime/pool.h"
+#include "runtime/vkexec.h"
 #include "runtime/vulkan.h"
 
 #include <stddef.h>
@@ -70,6 +71,7 @@ Dispatcher_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     self->options.fastmath = (uint8_t)fastmath;
     self->options.boundscheck = (uint8_t)boundscheck;
     self->vulkan = vulkan;
+    self->options.target = (uint8_t)(vulkan != 0);
     self->cache = cache;
     self->specs = PyMem_Calloc((size_t)n + 1, sizeof(KlParamSpec));
     if (self->specs == NULL) {
@@ -247,11 +249,6 @@ inspect_text(KlDispatcher *self, PyObject *args, PyObject *kwds, int which)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:inspect", kwlist, &sig)) {
         return NULL;
     }
-    if (self->vulkan) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "kiln: the Vulkan target is not available yet");
-        return NULL;
-    }
     int32_t j = find_entry(self, sig);
     if (j < 0) {
         return NULL;
@@ -288,6 +285,13 @@ inspect_text(KlDispatcher *self, PyObject *args, PyObject *kwds, int which)
     const char *text = which == TEXT_IR ? t->ir_text
                        : which == TEXT_LLVM ? t->text.llvm_ir
                        : t->text.asm_text;
+    if (text == NULL && t->vk_serial != NULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "kiln: a Vulkan kernel without prange runs entirely "
+                        "on the device and has no host code; see "
+                        "inspect_spirv()");
+        return NULL;
+    }
     if (text == NULL) {
         PyErr_SetString(PyExc_RuntimeError,
                         "kiln: this text is not available for the signature");
@@ -314,6 +318,46 @@ Dispatcher_inspect_asm(KlDispatcher *self, PyObject *args, PyObject *kwds)
     return inspect_text(self, args, kwds, TEXT_ASM);
 }
 
+/* The SPIR-V modules of the Vulkan specialisation `sig` names, as a list
+ * of bytes: the serial kernel, or each pfor body's kernel in order. */
+static PyObject *
+spirv_modules(KlDispatcher *self, PyObject *sig)
+{
+    if (!self->vulkan) {
+        PyErr_SetString(PyExc_ValueError,
+                        "kiln: inspect_spirv() needs a dispatcher built with "
+                        "target='vulkan'");
+        return NULL;
+    }
+    int32_t j = find_entry(self, sig);
+    if (j < 0) {
+        return NULL;
+    }
+    const KlSpecialisation *e = &self->entries[j];
+    const KlCompiled *c = e->compiled != NULL ? e->compiled
+                          : e->noalias != NULL ? e->noalias : e->texts;
+    if (c == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "kiln: no compiled code");
+        return NULL;
+    }
+    PyObject *list = PyList_New(0);
+    int32_t n = c->vk_serial != NULL ? 1 : c->nvk;
+    for (int32_t i = 0; list != NULL && i < n; i++) {
+        size_t nw;
+        const uint32_t *w = kl_vk_kernel_words(
+            c->vk_serial != NULL ? c->vk_serial : c->vk_kernels[i], &nw);
+        PyObject *b = PyBytes_FromStringAndSize((const char *)w,
+                                                (Py_ssize_t)(nw * 4));
+        if (b == NULL || PyList_Append(list, b) < 0) {
+            Py_XDECREF(b);
+            Py_CLEAR(list);
+            break;
+        }
+        Py_DECREF(b);
+    }
+    return list;
+}
+
 static PyObject *
 Dispatcher_inspect_spirv(KlDispatcher *self, PyObject *args, PyObject *kwds)
 {
@@ -323,16 +367,28 @@ Dispatcher_inspect_spirv(KlDispatcher *self, PyObject *args, PyObject *kwds)
                                      &sig)) {
         return NULL;
     }
-    if (self->vulkan) {
-        PyErr_SetString(PyExc_RuntimeError,
-                        "kiln: the Vulkan target is not available yet");
+    PyObject *mods = spirv_modules(self, sig);
+    if (mods == NULL) {
+        return NULL;
     }
-    else {
-        PyErr_SetString(PyExc_ValueError,
-                        "kiln: inspect_spirv() needs a dispatcher built with "
-                        "target='vulkan'");
+    PyObject *vk = PyImport_ImportModule("kiln.vulkan");
+    PyObject *r = vk != NULL
+                  ? PyObject_CallMethod(vk, "_disassemble", "O", mods) : NULL;
+    Py_XDECREF(vk);
+    Py_DECREF(mods);
+    return r;
+}
+
+static PyObject *
+Dispatcher_spirv_modules(KlDispatcher *self, PyObject *args, PyObject *kwds)
+{
+    static char *kwlist[] = {"signature", NULL};
+    PyObject *sig = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|O:_spirv_modules", kwlist,
+                                     &sig)) {
+        return NULL;
     }
-    return NULL;
+    return spirv_modules(self, sig);
 }
 
 static PyMethodDef Dispatcher_methods[] = {
@@ -348,6 +404,10 @@ static PyMethodDef Dispatcher_methods[] = {
     {"inspect_spirv", (PyCFunction)(void (*)(void))Dispatcher_inspect_spirv,
      METH_VARARGS | METH_KEYWORDS,
      "inspect_spirv(signature=None): the SPIR-V of a Vulkan specialisation."},
+    {"_spirv_modules", (PyCFunction)(void (*)(void))Dispatcher_spirv_modules,
+     METH_VARARGS | METH_KEYWORDS,
+     "_spirv_modules(signature=None): a Vulkan specialisation's SPIR-V "
+     "modules as bytes (testing)."},
     {NULL, NULL, 0, NULL},
 };
 

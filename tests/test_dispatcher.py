@@ -108,6 +108,21 @@ def test_inspect(target):
     g = jit(add, target)
     g(1, 2)
     g(1.5, 2.5)
+    if target == "vulkan":
+        # kernels without prange run wholly on the device: no host code
+        for fn in (f, g):
+            assert fn.inspect_ir().strip()
+            with pytest.raises(ValueError, match="no host code"):
+                fn.inspect_llvm()
+            try:
+                spv = fn.inspect_spirv()
+            except RuntimeError as e:
+                assert "spirv-dis" in str(e)
+            else:
+                assert "OpEntryPoint GLCompute" in spv
+        assert g.inspect_ir(signature=g.signatures[0]) != \
+            g.inspect_ir(signature=g.signatures[1])
+        return
     for fn in (f, g):
         ir, ll, asm = fn.inspect_ir(), fn.inspect_llvm(), fn.inspect_asm()
         for text in (ir, ll, asm):

@@ -20,7 +20,8 @@ import kiln
 from kiln import prange
 from conftest import (ALL_DTYPES, COMPLEX_DTYPES, FLOAT_DTYPES, INT_DTYPES,
                       JIT_DISABLED, call, check, check_raises, dtype_of, jit,
-                      rand_array, rand_scalars, reference, same_value)
+                      rand_array, rand_scalars, reference, same_value,
+                      VULKAN_NO_F64_MATH, vulkan_unsupported)
 
 N = 24          # random inputs per case
 
@@ -916,6 +917,9 @@ TO_INT = ("floor", "ceil", "trunc")
 @pytest.mark.parametrize("name", MATH1)
 def test_math1(target, rng, name):
     f = jit(make_math1(name), target)
+    if name in VULKAN_NO_F64_MATH and vulkan_unsupported(
+            target, f, 0.5, match=f"math.{name} on float64"):
+        return
     for x in math_inputs(rng):
         if name in TO_INT and math.isfinite(x) and abs(x) >= 2.0**63:
             continue    # beyond int64: see test_int_out_of_range
@@ -932,6 +936,9 @@ def test_math1(target, rng, name):
 @pytest.mark.parametrize("name", MATH2)
 def test_math2(target, rng, name):
     f = jit(make_math2(name), target)
+    if name in VULKAN_NO_F64_MATH and vulkan_unsupported(
+            target, f, 0.5, 0.5, match=f"math.{name} on float64"):
+        return
     xs = math_inputs(rng)
     ys = [xs[i] for i in rng.permutation(len(xs))]
     for x, y in zip(xs, ys):
@@ -946,6 +953,8 @@ def test_math_libm(target, rng, name):
     """Documented: these call libm, which may differ from CPython's own
     implementation in the last bits; errors are CPython's."""
     f = jit(make_math1(name), target)
+    if vulkan_unsupported(target, f, 0.5, match="on float64"):
+        return
     for x in [0.0, -0.0, -1.0, -2.0, 1.0, 0.5, 200.0, -200.5, 1e-300, 180.0,
               float("inf"), float("-inf"), float("nan")] + \
             [float(v) for v in rng.uniform(-30, 30, N)]:

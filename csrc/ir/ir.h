@@ -196,6 +196,9 @@ typedef struct KlOptions {
     uint8_t boundscheck;    /* check array indices */
     uint8_t noalias;        /* the entry's array arguments share no memory
                                (checked by the dispatcher at each call) */
+    uint8_t target;         /* 0: CPU; 1: Vulkan (serial code as one SPIR-V
+                               invocation, or host code whose `pfor`s each
+                               run one GPU dispatch with GPU-sized chunks) */
 } KlOptions;
 
 /* Resolves a call during infer: compiles (or finds) the specialisation of
@@ -214,6 +217,10 @@ struct KlModule {
     int32_t nraises, cap_raises;
     KlResolveCall resolve_call; /* set by the driver */
     void *resolve_ctx;      /* driver state for resolve_call */
+    void *const *pfor_kernels;  /* Vulkan target: per function index, the
+                                   runtime kernel (KlVkKernel *) of a pfor
+                                   body, NULL for others; set by the driver
+                                   before host code generation */
 };
 
 /* ---- building ------------------------------------------------------- */

@@ -196,6 +196,8 @@ static struct {
     pid_t pid;                  /* process that created the device */
     bool atexit_done;           /* kl_vk_shutdown registered */
     VkInstance instance;
+    uint32_t instance_api;      /* API version the instance was created
+                                   with; caps the device's */
     VkDebugUtilsMessengerEXT messenger;
     VkPhysicalDevice phys;
     VkDevice device;
@@ -479,6 +481,7 @@ create_instance(void)
         .apiVersion = version < VK_API_VERSION_1_3 ? version
                                                    : VK_API_VERSION_1_3,
     };
+    vk.instance_api = app.apiVersion;
     VkInstanceCreateInfo ci = {
         .sType = VK_STRUCTURE_TYPE_INSTANCE_CREATE_INFO,
         .flags = flags,
@@ -626,11 +629,14 @@ query_properties(bool host_import)
     info->kind = device_kind(p->deviceType);
     info->vendor_id = p->vendorID;
     info->device_id = p->deviceID;
-    info->api_version = p->apiVersion;
+    /* the usable version: the device's, capped by the instance's */
+    uint32_t api = p->apiVersion < vk.instance_api ? p->apiVersion
+                                                    : vk.instance_api;
+    info->api_version = api;
     info->driver_version = p->driverVersion;
-    info->spirv_version = p->apiVersion >= VK_API_VERSION_1_3 ? 0x00010600
-                          : p->apiVersion >= VK_API_VERSION_1_2 ? 0x00010500
-                                                               : 0x00010300;
+    info->spirv_version = api >= VK_API_VERSION_1_3 ? 0x00010600
+                          : api >= VK_API_VERSION_1_2 ? 0x00010500
+                                                      : 0x00010300;
     info->external_memory_host = host_import;
     info->host_import_alignment =
         host_import ? hp.minImportedHostPointerAlignment : 0;
@@ -704,7 +710,9 @@ create_device(void)
 
     query_properties(host_import);
     uint32_t api = vk.info.api_version;
-    Features have = {{0}}, use = {{0}};
+    Features have, use;
+    memset(&have, 0, sizeof have);
+    memset(&use, 0, sizeof use);
     chain_features(&have, api, atomic_float);
     chain_features(&use, api, atomic_float);
     vkGetPhysicalDeviceFeatures2(vk.phys, &have.f2);

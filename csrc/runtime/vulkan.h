@@ -60,7 +60,9 @@ typedef struct KlVkInfo {
     uint32_t index;                 /* index in vkEnumeratePhysicalDevices */
     uint32_t vendor_id;             /* PCI vendor id (0x10005 for Mesa) */
     uint32_t device_id;             /* vendor-specific device id */
-    uint32_t api_version;           /* VK_MAKE_API_VERSION packing; >= 1.1 */
+    uint32_t api_version;           /* usable version (the device's, capped
+                                       by the loader's and 1.3), packed as
+                                       VK_MAKE_API_VERSION; >= 1.1 */
     uint32_t driver_version;        /* vendor-specific packing */
     uint32_t spirv_version;         /* highest SPIR-V accepted, as the word in
                                        a module header: 0x00010300 for 1.3

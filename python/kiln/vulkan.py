@@ -70,3 +70,32 @@ def _device_info():
     if not available:
         raise RuntimeError(f"kiln: no Vulkan device is available: {reason}")
     return dict(info)
+
+
+def _disassemble(modules):
+    """The text of SPIR-V modules (a list of bytes) by spirv-dis (from
+    spirv-tools), separated by a comment line per module; RuntimeError when
+    spirv-dis is not installed."""
+    import shutil
+    import subprocess
+    import tempfile
+    import os
+    tool = shutil.which("spirv-dis")
+    if tool is None:
+        raise RuntimeError("kiln: inspect_spirv() needs spirv-dis (Debian "
+                           "package spirv-tools), which is not installed")
+    parts = []
+    for i, words in enumerate(modules):
+        with tempfile.NamedTemporaryFile(suffix=".spv", delete=False) as f:
+            f.write(words)
+            path = f.name
+        try:
+            out = subprocess.run([tool, path], capture_output=True, text=True)
+        finally:
+            os.unlink(path)
+        if out.returncode != 0:
+            raise RuntimeError(f"kiln: spirv-dis failed: {out.stderr.strip()}")
+        if len(modules) > 1:
+            parts.append(f"; ---- kernel {i} ----\n")
+        parts.append(out.stdout)
+    return "".join(parts)

@@ -818,7 +818,9 @@ emit_math(Em *e, const KlInst *in, const uint32_t *args)
     if (fn == KL_MATH_fmod) {
         return fop(e, SpvOpFRem, ft, args[0], args[1]);
     }
-    if (t->bits == 32 && fn == KL_MATH_hypot) {
+    if (fn == KL_MATH_hypot) {
+        /* float64 too (abs() of complex128): within 2 ulp of libm's
+         * correctly rounded hypot (docs/gpu.md) */
         return emit_hypot(e, t, args[0], args[1]);
     }
     if (t->bits == 32 && fn == KL_MATH_log10) {

@@ -1,0 +1,591 @@
+/* vkexec.c: calls of SPIR-V kernels on the Vulkan runtime (see vkexec.h).
+ *
+ * Every call builds its buffers afresh: the status buffer (zeroed), the
+ * params buffer and one buffer per array binding, records one batch
+ * (uploads, the dispatch, downloads) and submits it.  An array argument
+ * is bound through an imported view of its own memory when the runtime
+ * can import it and its bytes overlap no other binding's (kernel.h: the
+ * shader assumes no aliasing); otherwise through a copy, written back
+ * after the dispatch only when the kernel may store into it.
+ */
+#define _GNU_SOURCE
+#include "vkexec.h"
+#include "vulkan.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+struct KlVkKernel {
+    KlSpirv spv;                /* words, bindings, features */
+    KlVkPipeline *pipe;         /* owned by the runtime */
+    const KlType **ptypes;      /* the values of the params buffer, in
+                                   order (after a PFOR kernel's head) */
+    int32_t nptypes;
+    int32_t param0;             /* kernel param number of ptypes[0] */
+};
+
+/* ---- kernels --------------------------------------------------------- */
+
+/* Names the features `need` (KL_SPV_* bits) the device lacks into buf;
+ * returns how many are missing. */
+static int
+missing_features(uint32_t need, const KlVkInfo *info, char *buf, size_t size)
+{
+    static const struct {
+        uint32_t bit;
+        const char *name;
+    } names[] = {
+        {KL_SPV_INT64, "shaderInt64 (int64 arithmetic)"},
+        {KL_SPV_FLOAT64, "shaderFloat64 (float64 arithmetic)"},
+        {KL_SPV_INT8, "shaderInt8 + storageBuffer8BitAccess (8-bit types)"},
+        {KL_SPV_INT16,
+         "shaderInt16 + storageBuffer16BitAccess (16-bit types)"},
+    };
+    int n = 0;
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        int have = names[i].bit == KL_SPV_INT64 ? info->int64
+                   : names[i].bit == KL_SPV_FLOAT64 ? info->float64
+                   : names[i].bit == KL_SPV_INT8
+                   ? info->int8 && info->storage8
+                   : info->int16 && info->storage16;
+        if ((need & names[i].bit) && !have) {
+            int w = snprintf(buf + used, size - used, "%s%s", n ? ", " : "",
+                             names[i].name);
+            if (w > 0 && (size_t)w < size - used) {
+                used += (size_t)w;
+            }
+            n++;
+        }
+    }
+    return n;
+}
+
+KlVkKernel *
+kl_vk_kernel_new(KlModule *m, int32_t fi, KlSpvKind kind, KlDiag *d)
+{
+    const KlVkInfo *info = kl_vk_info();
+    if (info == NULL) {
+        kl_error(d, KL_DIAG_VALUE, 0, "no Vulkan device is available");
+        return NULL;
+    }
+    KlVkKernel *k = calloc(1, sizeof(KlVkKernel));
+    if (k == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    if (kl_spirv_emit(m, fi, kind, &k->spv, d) < 0) {
+        free(k);
+        return NULL;
+    }
+    char missing[256];
+    if (missing_features(k->spv.features, info, missing,
+                         sizeof(missing)) > 0) {
+        kl_compile_error(d, m->funcs[fi]->ninsts > 0
+                         ? m->funcs[fi]->insts[0].line : 0,
+                         "the Vulkan device %s lacks %s, which %s needs",
+                         info->name, missing, m->funcs[fi]->name);
+        goto fail;
+    }
+    const KlFunc *f = m->funcs[fi];
+    k->param0 = kind == KL_SPV_PFOR ? 3 : 0;
+    k->nptypes = f->nparams - k->param0;
+    k->ptypes = malloc(sizeof(KlType *) * (size_t)(k->nptypes + 1));
+    if (k->ptypes == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto fail;
+    }
+    for (int32_t i = 0; i < k->nptypes; i++) {
+        k->ptypes[i] = f->param_types[k->param0 + i];
+    }
+    k->pipe = kl_vk_pipeline(k->spv.words, k->spv.nwords, "main",
+                             (uint32_t)(KL_SPV_FIRST_ARRAY + k->spv.nbindings),
+                             0, NULL, 0, d);
+    if (k->pipe == NULL) {
+        goto fail;
+    }
+    return k;
+fail:
+    kl_vk_kernel_free(k);
+    return NULL;
+}
+
+void
+kl_vk_kernel_free(KlVkKernel *k)
+{
+    if (k == NULL) {
+        return;
+    }
+    kl_spirv_free(&k->spv);
+    free(k->ptypes);
+    free(k);
+}
+
+const uint32_t *
+kl_vk_kernel_words(const KlVkKernel *k, size_t *nwords)
+{
+    *nwords = k->spv.nwords;
+    return k->spv.words;
+}
+
+/* ---- device ranges (DeviceArray) -------------------------------------- */
+
+typedef struct DevMem {
+    char *base;                 /* reserved range, never mapped */
+    uint64_t size;
+    KlVkBuffer *buf;
+} DevMem;
+
+static pthread_mutex_t devmem_lock = PTHREAD_MUTEX_INITIALIZER;
+static DevMem *devmem;
+static size_t ndevmem, capdevmem;
+
+void *
+kl_vk_devmem_new(uint64_t size, KlDiag *d)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    size_t span = ((size_t)size + page) / page * page;
+    void *base = mmap(NULL, span, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (base == MAP_FAILED) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of address space");
+        return NULL;
+    }
+    KlVkBuffer *b = kl_vk_buffer_create(size, d);
+    if (b == NULL) {
+        munmap(base, span);
+        return NULL;
+    }
+    pthread_mutex_lock(&devmem_lock);
+    if (ndevmem == capdevmem) {
+        size_t cap = capdevmem ? capdevmem * 2 : 16;
+        DevMem *p = realloc(devmem, sizeof(DevMem) * cap);
+        if (p == NULL) {
+            pthread_mutex_unlock(&devmem_lock);
+            kl_vk_buffer_destroy(b);
+            munmap(base, span);
+            kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+            return NULL;
+        }
+        devmem = p;
+        capdevmem = cap;
+    }
+    devmem[ndevmem++] = (DevMem){base, span, b};
+    pthread_mutex_unlock(&devmem_lock);
+    return base;
+}
+
+void
+kl_vk_devmem_free(void *base)
+{
+    pthread_mutex_lock(&devmem_lock);
+    for (size_t i = 0; i < ndevmem; i++) {
+        if (devmem[i].base == base) {
+            DevMem dm = devmem[i];
+            devmem[i] = devmem[--ndevmem];
+            pthread_mutex_unlock(&devmem_lock);
+            kl_vk_buffer_destroy(dm.buf);
+            munmap(dm.base, dm.size);
+            return;
+        }
+    }
+    pthread_mutex_unlock(&devmem_lock);
+}
+
+KlVkBuffer *
+kl_vk_devmem_find(const void *p, uint64_t *offset)
+{
+    KlVkBuffer *b = NULL;
+    if (ndevmem == 0) {
+        return NULL;
+    }
+    pthread_mutex_lock(&devmem_lock);
+    for (size_t i = 0; i < ndevmem; i++) {
+        const char *c = p;
+        if (c >= devmem[i].base && c < devmem[i].base + devmem[i].size) {
+            *offset = (uint64_t)(c - devmem[i].base);
+            b = devmem[i].buf;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&devmem_lock);
+    return b;
+}
+
+/* ---- one call ---------------------------------------------------------- */
+
+/* An array value as the call sees it (shape, byte strides). */
+typedef struct ArrView {
+    char *data;
+    const int64_t *shape;
+    const int64_t *strides;
+} ArrView;
+
+/* One array binding of a call. */
+typedef struct Bound {
+    KlVkBuffer *buf;            /* bound buffer (owned unless device) */
+    char *lo;                   /* first byte of the span (host arrays) */
+    uint64_t size;              /* bytes of the span */
+    int64_t offset;             /* elements from the binding's start to
+                                   element [0, ..., 0] */
+    uint8_t owned;              /* buf is destroyed after the call */
+    uint8_t copied;             /* buf is a copy of [lo, lo + size) */
+    uint8_t written;            /* the kernel may store into it */
+} Bound;
+
+/* The span of array a (type t) in bytes: *lo and the byte count (0 for an
+ * empty array); -1 when a byte stride is not a multiple of the item
+ * size (the shader indexes in elements). */
+static int
+span_of(const ArrView *a, const KlType *t, char **lo, uint64_t *size)
+{
+    int64_t item = kl_type_itemsize(t->elem);
+    int64_t first = 0, last = 0;
+    for (int k = 0; k < t->ndim; k++) {
+        if (a->shape[k] == 0) {
+            *lo = a->data;
+            *size = 0;
+            return 0;
+        }
+    }
+    for (int k = 0; k < t->ndim; k++) {
+        if (a->strides[k] % item != 0) {
+            return -1;
+        }
+        int64_t reach = (a->shape[k] - 1) * a->strides[k];
+        if (reach < 0) {
+            first += reach;
+        }
+        else {
+            last += reach;
+        }
+    }
+    *lo = a->data + first;
+    *size = (uint64_t)(last - first + item);
+    return 0;
+}
+
+/* Call state. */
+typedef struct Call {
+    const KlVkKernel *k;
+    KlDiag *d;
+    ArrView *arr;               /* per ptypes entry (arrays only) */
+    Bound *bound;               /* per binding */
+    int32_t nbound;
+    KlVkBuffer *status, *params;
+    uint32_t words[KL_SPV_STATUS_WORDS];
+} Call;
+
+/* Appends value v of type t to the params at *pos (kernel.h layout). */
+static void
+pack_value(unsigned char *p, size_t *pos, const KlType *t, const void *v,
+           const ArrView *a, int64_t offset)
+{
+    switch (t->kind) {
+    case KL_T_NONE:
+        return;
+    case KL_T_BOOL:
+        memset(p + *pos, 0, 8);
+        p[*pos] = *(const uint8_t *)v ? 1 : 0;
+        *pos += 8;
+        return;
+    case KL_T_INT:
+    case KL_T_FLOAT:
+        memset(p + *pos, 0, 8);
+        memcpy(p + *pos, v, (size_t)t->bits / 8);
+        *pos += 8;
+        return;
+    case KL_T_COMPLEX:
+        memcpy(p + *pos, v, (size_t)t->bits / 8);
+        *pos += (size_t)t->bits / 8;
+        return;
+    case KL_T_ARRAY: {
+        int64_t item = kl_type_itemsize(t->elem);
+        memcpy(p + *pos, &offset, 8);
+        *pos += 8;
+        for (int k = 0; k < t->ndim; k++) {
+            memcpy(p + *pos, &a->shape[k], 8);
+            *pos += 8;
+        }
+        for (int k = 0; k < t->ndim; k++) {
+            int64_t s = a->strides[k] / item;
+            memcpy(p + *pos, &s, 8);
+            *pos += 8;
+        }
+        return;
+    }
+    default:
+        return;
+    }
+}
+
+/* Chooses each binding's buffer: device memory as it is, an imported
+ * view of the caller's memory, or a copy.  vals/types as in run(). */
+static int
+bind_arrays(Call *c, void *const *vals)
+{
+    const KlVkKernel *k = c->k;
+    for (int32_t b = 0; b < k->spv.nbindings; b++) {
+        const KlSpvBinding *kb = &k->spv.bindings[b];
+        Bound *bd = &c->bound[b];
+        bd->written = kb->written;
+        if (kb->param < 0) {
+            uint64_t size = (uint64_t)kb->count
+                            * (uint64_t)kl_type_itemsize(kb->elem);
+            bd->buf = kl_vk_buffer_create(size, c->d);
+            bd->owned = 1;
+            if (bd->buf == NULL) {
+                return -1;
+            }
+            continue;
+        }
+        int32_t i = kb->param - k->param0;
+        const KlType *t = k->ptypes[i];
+        const ArrView *a = &c->arr[i];
+        int64_t item = kl_type_itemsize(t->elem);
+        if (vals[i] == NULL || span_of(a, t, &bd->lo, &bd->size) < 0) {
+            return kl_error(c->d, KL_DIAG_VALUE, 0,
+                            "the Vulkan target needs array strides that are "
+                            "multiples of the item size");
+        }
+        uint64_t off;
+        KlVkBuffer *dev = kl_vk_devmem_find(bd->lo, &off);
+        if (dev != NULL) {
+            bd->buf = dev;
+            bd->offset = (int64_t)((uint64_t)(a->data - bd->lo) + off) / item;
+            continue;
+        }
+        bd->offset = (a->data - bd->lo) / item;
+    }
+    /* host arrays: import when alone, else copy */
+    for (int32_t b = 0; b < k->spv.nbindings; b++) {
+        Bound *bd = &c->bound[b];
+        if (bd->buf != NULL) {
+            continue;
+        }
+        int alone = bd->size > 0;
+        for (int32_t o = 0; alone && o < k->spv.nbindings; o++) {
+            const Bound *x = &c->bound[o];
+            alone = o == b || x->lo == NULL || x->size == 0
+                    || x->lo >= bd->lo + bd->size || bd->lo >= x->lo + x->size;
+        }
+        bd->owned = 1;
+        if (alone && kl_vk_host_importable(bd->lo, bd->size)) {
+            KlDiag ignored = {0};
+            bd->buf = kl_vk_buffer_import(bd->lo, bd->size, &ignored);
+            if (bd->buf != NULL) {
+                continue;
+            }
+        }
+        bd->buf = kl_vk_buffer_create(bd->size, c->d);
+        if (bd->buf == NULL) {
+            return -1;
+        }
+        bd->copied = 1;
+    }
+    return 0;
+}
+
+/* Runs kernel k: head (3 int64, PFOR only) then the values vals[i] of
+ * types k->ptypes[i] (arrays already viewed in arr), over `groups`
+ * workgroups.  0, or -1 with d filled; the status words land in c->words. */
+static int
+run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
+{
+    const KlVkKernel *k = c->k;
+    KlDiag *d = c->d;
+    int rc = -1;
+    KlVkBatch *batch = NULL;
+    size_t psize = k->spv.params_bytes;
+    unsigned char *params = calloc(1, psize + 8 * (2 * KL_MAX_NDIM + 2));
+    int32_t nb = k->spv.nbindings;
+    c->bound = calloc((size_t)nb + 1, sizeof(Bound));
+    KlVkBuffer **bufs = calloc((size_t)nb + KL_SPV_FIRST_ARRAY,
+                               sizeof(KlVkBuffer *));
+    if (params == NULL || c->bound == NULL || bufs == NULL) {
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        goto done;
+    }
+    c->nbound = nb;
+    if (bind_arrays(c, vals) < 0) {
+        goto done;
+    }
+    size_t pos = 0;
+    if (head != NULL) {
+        memcpy(params, head, 24);
+        pos = 24;
+    }
+    for (int32_t i = 0; i < k->nptypes; i++) {
+        int64_t offset = 0;
+        for (int32_t b = 0; b < nb; b++) {
+            if (k->spv.bindings[b].param == k->param0 + i) {
+                offset = c->bound[b].offset;
+            }
+        }
+        if (pos > psize) {
+            break;      /* reported below */
+        }
+        pack_value(params, &pos, k->ptypes[i], vals[i], &c->arr[i], offset);
+    }
+    if (pos != psize) {
+        kl_internal_error(d, "Vulkan params: packed %zu bytes, kernel "
+                          "wants %u", pos, (unsigned)psize);
+        goto done;
+    }
+    c->status = kl_vk_buffer_create(KL_SPV_STATUS_WORDS * 4, d);
+    c->params = c->status ? kl_vk_buffer_create(psize, d) : NULL;
+    if (c->params == NULL) {
+        goto done;
+    }
+    bufs[0] = c->status;
+    bufs[1] = c->params;
+    for (int32_t b = 0; b < nb; b++) {
+        bufs[KL_SPV_FIRST_ARRAY + b] = c->bound[b].buf;
+    }
+    batch = kl_vk_batch_begin(d);
+    if (batch == NULL
+        || kl_vk_batch_fill(batch, c->status, 0, KL_SPV_STATUS_WORDS * 4, 0,
+                            d) < 0
+        || (psize > 0
+            && kl_vk_batch_upload(batch, c->params, 0, params, psize, d) < 0)) {
+        goto done;
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        Bound *bd = &c->bound[b];
+        if (bd->copied && bd->size > 0
+            && kl_vk_batch_upload(batch, bd->buf, 0, bd->lo, bd->size, d) < 0) {
+            goto done;
+        }
+    }
+    if (kl_vk_batch_dispatch(batch, k->pipe, bufs, NULL, groups, 1, 1, d) < 0
+        || kl_vk_batch_download(batch, c->status, 0, c->words,
+                                KL_SPV_STATUS_WORDS * 4, d) < 0) {
+        goto done;
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        Bound *bd = &c->bound[b];
+        if (bd->copied && bd->written && bd->size > 0
+            && kl_vk_batch_download(batch, bd->buf, 0, bd->lo, bd->size,
+                                    d) < 0) {
+            goto done;
+        }
+    }
+    rc = kl_vk_batch_submit(batch, d);
+    batch = NULL;
+done:
+    kl_vk_batch_discard(batch);
+    for (int32_t b = 0; c->bound != NULL && b < nb; b++) {
+        if (c->bound[b].owned) {
+            kl_vk_buffer_destroy(c->bound[b].buf);
+        }
+    }
+    kl_vk_buffer_destroy(c->status);
+    kl_vk_buffer_destroy(c->params);
+    free(c->bound);
+    free(bufs);
+    free(params);
+    return rc;
+}
+
+/* Fills st from the status words; 1 when the kernel raised, else 0. */
+static int32_t
+read_status(const Call *c, KlStatus *st)
+{
+    if (c->words[0] == 0) {
+        return 0;
+    }
+    st->site = (int32_t)c->words[0] - 1;
+    st->pad = 0;
+    memcpy(st->payload, &c->words[2], 24);
+    return 1;
+}
+
+int32_t
+kl_vk_serial(const KlVkKernel *k, void **args, void *ret, KlStatus *st,
+             KlDiag *d)
+{
+    Call c;
+    memset(&c, 0, sizeof(c));
+    c.k = k;
+    c.d = d;
+    c.arr = calloc((size_t)k->nptypes + 1, sizeof(ArrView));
+    if (c.arr == NULL) {
+        return kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    for (int32_t i = 0; i < k->nptypes; i++) {
+        if (k->ptypes[i]->kind == KL_T_ARRAY) {
+            const KlArrayArg *a = args[i];
+            c.arr[i] = (ArrView){a->data, a->shape, a->strides};
+        }
+    }
+    int rc = run(&c, NULL, args, 1);
+    free(c.arr);
+    if (rc < 0) {
+        return -1;
+    }
+    if (read_status(&c, st)) {
+        return 1;
+    }
+    memcpy(ret, &c.words[8], 16);
+    return 0;
+}
+
+static _Thread_local char last_error[512];
+
+const char *
+kl_vk_last_error(void)
+{
+    return last_error;
+}
+
+int32_t
+kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs, int64_t niters,
+           void **captured, KlStatus *st)
+{
+    const KlVkKernel *k = kernel;
+    if (nchunks <= 0) {
+        return 0;
+    }
+    KlDiag d;
+    memset(&d, 0, sizeof(d));
+    const KlVkInfo *info = kl_vk_info();
+    uint64_t groups = ((uint64_t)nchunks + KL_SPV_PFOR_WG - 1)
+                      / KL_SPV_PFOR_WG;
+    if (info != NULL && groups > info->max_workgroup_count[0]) {
+        groups = info->max_workgroup_count[0];
+    }
+    Call c;
+    memset(&c, 0, sizeof(c));
+    c.k = k;
+    c.d = &d;
+    c.arr = calloc((size_t)k->nptypes + 1, sizeof(ArrView));
+    int rc = -1;
+    if (c.arr == NULL) {
+        kl_error(&d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    else {
+        for (int32_t i = 0; i < k->nptypes; i++) {
+            const KlType *t = k->ptypes[i];
+            if (t->kind == KL_T_ARRAY && captured[i] != NULL) {
+                const KlVkArrayVal *a = captured[i];
+                c.arr[i] = (ArrView){a->data, a->dims, a->dims + t->ndim};
+            }
+        }
+        int64_t head[3] = {nchunks, cs, niters};
+        rc = run(&c, head, captured, (uint32_t)groups);
+        free(c.arr);
+    }
+    if (rc < 0) {
+        snprintf(last_error, sizeof(last_error), "%s", d.msg);
+        memset(st, 0, sizeof(*st));
+        st->site = -1;
+        st->payload[0] = d.kind;
+        return 1;
+    }
+    return read_status(&c, st);
+}

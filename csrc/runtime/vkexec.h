@@ -1,0 +1,80 @@
+/* vkexec.h: running kiln's SPIR-V kernels (backend/spirv/kernel.h) on the
+ * Vulkan runtime (runtime/vulkan.h).
+ *
+ * A KlVkKernel is one emitted kernel with its pipeline and what is needed
+ * to call it: the types of the values it takes (in params order) and its
+ * array bindings.  A call packs the params buffer, binds every array
+ * (importing the caller's memory when the device allows it and the array
+ * overlaps no other binding, else copying it in before and, when the
+ * kernel may write it, out after the dispatch), runs one dispatch and reads
+ * the status buffer back into a KlStatus.
+ *
+ * Two entry shapes:
+ *   kl_vk_serial  a KL_SPV_SERIAL kernel, called like a KlEntry;
+ *   kl_vk_pfor    a KL_SPV_PFOR kernel, called by compiled host code in
+ *                 place of the thread pool for each `pfor` (codegen.c),
+ *                 as an absolute JIT symbol.
+ * Arrays whose data lives in a device buffer (DeviceArray) are recognised
+ * by their data address (kl_vk_devmem_*) and bound without transfers.
+ */
+#ifndef KILN_VKEXEC_H
+#define KILN_VKEXEC_H
+
+#include "../compile.h"
+#include "../backend/spirv/kernel.h"
+
+typedef struct KlVkKernel KlVkKernel;
+
+/* Emits the kernel of `kind` for m->funcs[fi], checks that the device has
+ * every feature it needs (a CompileError naming the missing ones) and
+ * builds its pipeline.  Requires kl_vk_init to have succeeded.  NULL with
+ * d filled on failure. */
+KlVkKernel *kl_vk_kernel_new(KlModule *m, int32_t fi, KlSpvKind kind,
+                             KlDiag *d);
+void kl_vk_kernel_free(KlVkKernel *k);
+
+/* The kernel's SPIR-V words (count in *nwords), for inspection. */
+const uint32_t *kl_vk_kernel_words(const KlVkKernel *k, size_t *nwords);
+
+/* Runs serial kernel k on arguments args (KlEntry's ABI: scalars as their
+ * C type, arrays as KlArrayArg).  0 with the scalar result in ret (16
+ * bytes), 1 when the kernel raised (st filled, site an index into the
+ * raise table), -1 with d filled when the device failed.  Call without
+ * the GIL. */
+int32_t kl_vk_serial(const KlVkKernel *k, void **args, void *ret,
+                     KlStatus *st, KlDiag *d);
+
+/* The value compiled host code passes for a captured array: its data
+ * pointer followed by ndim extents and ndim byte strides (the LLVM
+ * backend's array value as it lies in memory). */
+typedef struct KlVkArrayVal {
+    char *data;             /* element [0, ..., 0] */
+    int64_t dims[];         /* extents, then byte strides */
+} KlVkArrayVal;
+
+/* Runs `pfor` on the device: kernel is the body's KlVkKernel (KL_SPV_PFOR),
+ * nchunks, cs and niters the pfor's operands, captured[i] points to the
+ * i-th captured value (a scalar as its C type, bool as one byte, complex
+ * as {re, im}, an array as KlVkArrayVal; NULL for None).  Returns 0, or 1
+ * with st filled: a raise of the body (its raise-site index), or site -1
+ * when the device failed (the message from kl_vk_last_error()). */
+int32_t kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs,
+                   int64_t niters, void **captured, KlStatus *st);
+
+/* The message of this thread's last kl_vk_pfor device failure. */
+const char *kl_vk_last_error(void);
+
+/* ---- device memory standing for arrays (DeviceArray) ----------------- */
+
+/* Reserves an address range of `size` bytes that no host memory will ever
+ * occupy and backs it by a new device buffer: arrays whose data points
+ * into the range are bound to that buffer without transfers.  The range
+ * must never be dereferenced on the host.  NULL with d filled. */
+void *kl_vk_devmem_new(uint64_t size, KlDiag *d);
+/* Frees the buffer and the range (base as returned above). */
+void kl_vk_devmem_free(void *base);
+/* The buffer of the device range holding address p, and the byte offset
+ * of p in it; NULL when p is ordinary host memory. */
+struct KlVkBuffer *kl_vk_devmem_find(const void *p, uint64_t *offset);
+
+#endif /* KILN_VKEXEC_H */
