@@ -4,7 +4,8 @@
 #   build   kiln._core in place + an editable install of kiln (incremental)
 #   demo    the Mandelbrot kernel: CPython vs kiln
 #   test    the test suite
-#   bench   bench/bench_foundation.py (installs numba to compare with)
+#   bench   bench/bench_foundation.py and bench/run.py (installs numba and
+#           matplotlib to compare and plot)
 #   clean   remove build products
 #
 # KILN_DEBUG=1 / KILN_SANITIZE=1 / KILN_LLVM_CONFIG=... select the build
@@ -27,7 +28,7 @@ build:
 	2>/dev/null || { echo "kiln: editable install"; \
 	$(PYTHON) -m pip install -q --no-build-isolation --no-deps -e . ; }
 	@PYTHONWARNINGS=ignore $(PYTHON) setup.py -q build_ext --inplace
-	@$(PYTHON) -c "import kiln._core"
+	@$(PYTHON) scripts/check-link
 
 demo: deps build
 	$(PYTHON) -m kiln.kernels.mandelbrot
