@@ -169,7 +169,7 @@ def spin(n: int) -> int:
 def test_gil_released():
     """While a kernel runs in one thread, Python keeps running in another."""
     f = jit(spin)
-    n = 10**5 if JIT_DISABLED else 2 * 10**8
+    n = 10**5 if JIT_DISABLED else 2 * 10**9
     f(10)                       # compile first
     started = threading.Event()
     done = threading.Event()

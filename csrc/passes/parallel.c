@@ -469,7 +469,7 @@ identity(KlFunc *g, int32_t b, Family fam, const KlType *t, int line)
     }
     KlInst *c = &g->insts[id];
     int is_int = t->kind == KL_T_INT || t->kind == KL_T_BOOL;
-    int64_t imax = t->kind == KL_T_BOOL ? 1
+    int64_t imax = t->kind != KL_T_INT ? 1
                    : t->is_signed ? (int64_t)(UINT64_MAX >> (65 - t->bits))
                    : (int64_t)(UINT64_MAX >> (64 - t->bits));
     int64_t imin = t->kind == KL_T_INT && t->is_signed ? -imax - 1 : 0;
