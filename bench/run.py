@@ -3,6 +3,13 @@
 Implementations, per workload:
 
   kiln       the kernel in bench/kernels_kiln.py (@kiln.jit, kiln.prange)
+  kiln vulkan  the same Python function with target="vulkan", on NumPy
+             arrays (imported or copied around each call), when a Vulkan
+             device is present; its result is checked against the CPU
+             target's.  "n/a" where the Vulkan target cannot compile the
+             kernel (the reason is in the JSON).  On lavapipe (Mesa's
+             CPU implementation of Vulkan) the column is labelled
+             CPU-emulated: it measures nothing about GPUs.
   C          bench/c/*.c, gcc -O3 -march=native, serial, through ctypes
   C omp      the same sources with -fopenmp, at --threads threads
   Numba      njit, and njit(parallel=True) at --threads threads
@@ -19,6 +26,7 @@ Results go to bench/results/ as JSON; bench/plot.py draws them.
 
 usage: python bench/run.py [--quick] [--threads N] [--repeat N]
                            [--no-c] [--no-numba] [--no-cpython] [--no-numpy]
+                           [--no-vulkan]
                            [--only NAME[,NAME]] [--out FILE.json]
 """
 
@@ -38,9 +46,12 @@ ROOT = os.path.dirname(BENCH)
 BUILD = os.path.join(BENCH, "build")
 
 # Column order of the table.
-IMPLS = ["kiln", "c", "c_omp", "numba", "numba_par", "numpy", "cpython"]
-LABELS = {"kiln": "kiln", "c": "C", "c_omp": "C omp", "numba": "Numba",
-          "numba_par": "Numba par", "numpy": "NumPy", "cpython": "CPython*"}
+IMPLS = ["kiln", "kiln_vulkan", "c", "c_omp", "numba", "numba_par", "numpy",
+         "cpython"]
+LABELS = {"kiln": "kiln", "kiln_vulkan": "kiln vulkan", "c": "C",
+          "c_omp": "C omp", "numba": "Numba", "numba_par": "Numba par",
+          "numpy": "NumPy", "cpython": "CPython*"}
+COL = 13        # width of a table column
 
 
 def parse_args(argv=None):
@@ -57,6 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--no-numba", action="store_true", help="skip Numba")
     p.add_argument("--no-numpy", action="store_true", help="skip NumPy")
     p.add_argument("--no-cpython", action="store_true", help="skip CPython")
+    p.add_argument("--no-vulkan", action="store_true",
+                   help="skip the kiln Vulkan target")
     p.add_argument("--only", default="",
                    help="comma-separated workload names to run")
     p.add_argument("--out", default=None,
@@ -166,6 +179,42 @@ def ptr(a):
 
 
 # ---------------------------------------------------------------------------
+# the Vulkan target
+
+# Options of the decorators in kernels_kiln.py other than the defaults.
+KILN_OPTIONS = {"sum_f32": {"fastmath": True}, "dot_f32": {"fastmath": True}}
+
+
+def vulkan_device():
+    """{"name", "kind", "lavapipe"} of kiln's Vulkan device, or None with
+    the reason printed when there is none."""
+    try:
+        info = kiln.vulkan._device_info()
+    except Exception as e:
+        print(f"kiln vulkan: skipped ({str(e).splitlines()[0]})")
+        return None
+    lavapipe = "llvmpipe" in info["name"].lower()
+    return {"name": info["name"], "kind": info["kind"], "lavapipe": lavapipe,
+            "label": "lavapipe (CPU-emulated)" if lavapipe else info["name"]}
+
+
+class VulkanKernels:
+    """kernels_kiln's kernels recompiled with target="vulkan", by name."""
+
+    def __init__(self):
+        self._made = {}
+
+    def __getattr__(self, name):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        if name not in self._made:
+            fn = py(getattr(K, name))
+            self._made[name] = kiln.jit(target="vulkan",
+                                        **KILN_OPTIONS.get(name, {}))(fn)
+        return self._made[name]
+
+
+# ---------------------------------------------------------------------------
 # checks
 
 def exact(got, ref):
@@ -220,6 +269,11 @@ class Workload:
     def check(self, got, ref, impl):
         return exact(got, ref)
 
+    def check_cpu(self, got, cpu, ref):
+        """The Vulkan target's result `got` against the CPU target's `cpu`
+        (ref: the workload's reference)."""
+        return self.check(got, cpu, "kiln_vulkan")
+
 
 def copies(inp):
     return {k: v.copy() if isinstance(v, np.ndarray) else v
@@ -251,7 +305,7 @@ class Mandelbrot(Workload):
         return None if bad <= ref.size // 1000 else \
             f"{bad} of {ref.size} counts differ"
 
-    def kiln(self, inp):
+    def kiln(self, inp, K=K):
         out = inp["out"]
         return lambda: (K.mandelbrot_grid(out, *self.box), out)[1]
 
@@ -306,7 +360,7 @@ class Triad(Workload):
         n = size[0]
         return {"a": np.zeros(n), "b": rng.random(n), "c": rng.random(n)}
 
-    def kiln(self, inp):
+    def kiln(self, inp, K=K):
         a, b, c = inp["a"], inp["b"], inp["c"]
         return lambda: (K.triad(a, b, c, self.s), a)[1]
 
@@ -368,7 +422,10 @@ class Reduction(Workload):
     def check(self, got, ref, impl):
         return close(float(got), ref[0], self.rtol, ref[1])
 
-    def kiln(self, inp):
+    def check_cpu(self, got, cpu, ref):
+        return close(float(got), float(cpu), self.rtol, ref[1])
+
+    def kiln(self, inp, K=K):
         fn, args = getattr(K, self.kernel), self.args(inp)
         return lambda: fn(*args)
 
@@ -433,7 +490,7 @@ class Stencil(Workload):
             return b if sweeps % 2 else a
         return run
 
-    def kiln(self, inp):
+    def kiln(self, inp, K=K):
         return self._run(inp, K.stencil_sweep)
 
     def cpython(self, inp):
@@ -489,7 +546,7 @@ class NBody(Workload):
         p, v, m, a = inp["pos"], inp["vel"], inp["mass"], inp["acc"]
         return lambda: (step(p, v, m, a, self.dt, self.eps2), (p, v))[1]
 
-    def kiln(self, inp):
+    def kiln(self, inp, K=K):
         return self._run(inp, K.nbody_step)
 
     def cpython(self, inp):
@@ -544,7 +601,7 @@ class Matmul(Workload):
         a, b, c = inp["a"], inp["b"], inp["c"]
         return lambda: (mm(a, b, c), c)[1]
 
-    def kiln(self, inp):
+    def kiln(self, inp, K=K):
         return self._run(inp, K.matmul)
 
     def cpython(self, inp):
@@ -590,7 +647,7 @@ class Softmax(Workload):
         x, out = inp["x"], inp["out"]
         return lambda: (sm(x, out), out)[1]
 
-    def kiln(self, inp):
+    def kiln(self, inp, K=K):
         return self._run(inp, K.softmax)
 
     def cpython(self, inp):
@@ -628,20 +685,31 @@ def timed(run):
     return time.perf_counter() - t, result
 
 
-def measure(w, impl, make, inp, ref, repeat, budget=20.0):
+def measure(w, impl, make, inp, ref, repeat, budget=20.0, check=None,
+            keep=None):
     """Checks then times one implementation: a dict with the median time
-    (seconds), all times, the first call's time, and an error if any."""
+    (seconds), all times, the first call's time, and an error if any.
+    check(result) replaces w.check(result, ref, impl) when given; keep (a
+    dict) receives the checked result under "result".  For the Vulkan
+    target, a CompileError gives "na" (the reason) instead of an error."""
     rec = {}
     try:
         run = make(copies(inp))
         first, result = timed(run)
         rec["first_call"] = first
-        err = w.check(result, ref, impl)
+        err = check(result) if check else w.check(result, ref, impl)
     except Exception as e:  # a kernel that fails is reported, not fatal
-        err = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        msg = str(e).splitlines()[0] if str(e) else ""
+        if impl == "kiln_vulkan" and isinstance(e, kiln.CompileError):
+            rec["na"] = " ".join(str(e).split())
+            return rec
+        err = f"{type(e).__name__}: {msg}"
     if err:
         rec["error"] = err
         return rec
+    if keep is not None:    # a copy: timed runs may write into result
+        keep["result"] = (tuple(np.copy(x) for x in result)
+                          if isinstance(result, tuple) else np.copy(result))
     times = []
     for _ in range(repeat):
         t, _ = timed(run)
@@ -653,13 +721,15 @@ def measure(w, impl, make, inp, ref, repeat, budget=20.0):
     return rec
 
 
-def run_workload(w, args, libs, N, rng_seed=1234):
+def run_workload(w, args, libs, N, VK=None, rng_seed=1234):
     size = w.quick if args.quick else w.full
     rng = np.random.default_rng(rng_seed)
     inp = w.inputs(size, rng)
     ref = w.reference(copies(inp), libs)
     out = {"size": list(size), "describe": w.describe(size), "impls": {}}
     makers = {"kiln": w.kiln}
+    if VK is not None:
+        makers["kiln_vulkan"] = lambda i: w.kiln(i, VK)
     for variant in ("c", "c_omp"):
         if variant in libs and getattr(w, "c", None):
             makers[variant] = (lambda lib: lambda i: w.c(i, lib))(
@@ -669,19 +739,28 @@ def run_workload(w, args, libs, N, rng_seed=1234):
         makers["numba_par"] = lambda i: w.numba(i, N["numba_par"])
     if not args.no_numpy and getattr(w, "numpy", None):
         makers["numpy"] = w.numpy
+    cpu = {}
     for impl in IMPLS:
         if impl not in makers:
             continue
-        print(f"  {w.name:11} {LABELS[impl]:10}", end=" ", flush=True)
+        print(f"  {w.name:11} {LABELS[impl]:11}", end=" ", flush=True)
         time.sleep(0.05)    # lets the previous runtime's threads stop spinning
-        rec = measure(w, impl, makers[impl], inp, ref, args.repeat)
+        check = None
+        if impl == "kiln_vulkan" and "result" in cpu:
+            check = lambda got: w.check_cpu(got, cpu["result"], ref)
+        rec = measure(w, impl, makers[impl], inp, ref, args.repeat,
+                      check=check, keep=cpu if impl == "kiln" else None)
+        if impl == "kiln_vulkan":
+            rec["checked_against"] = "kiln" if check else "reference"
         out["impls"][impl] = rec
         print(fmt_time(rec.get("median")) if "median" in rec
+              else f"n/a: {rec['na']}" if "na" in rec
               else f"FAILED: {rec['error']}", flush=True)
+    cpu.clear()
     del inp, ref
     if not args.no_cpython and getattr(w, "cpython", None):
         small = w.quick if args.quick else w.small
-        print(f"  {w.name:11} {LABELS['cpython']:10}", end=" ", flush=True)
+        print(f"  {w.name:11} {LABELS['cpython']:11}", end=" ", flush=True)
         sinp = w.inputs(small, np.random.default_rng(rng_seed))
         sref = w.reference(copies(sinp), libs)
         rec = measure(w, "cpython", w.cpython, sinp, sref,
@@ -717,21 +796,28 @@ def fmt_time(t):
     return f"{t * 1e6:.0f} us"
 
 
-def table(results, threads):
+def table(results, threads, vulkan=None):
     """The times table and the ratio-to-C-OpenMP table, as text."""
     cols = [c for c in IMPLS if any(c in r["impls"] for r in results.values())]
     head = (f"{'workload':12}{'size':30}"
-            + "".join(f"{LABELS[c]:>11}" for c in cols))
+            + "".join(f"{LABELS[c]:>{COL}}" for c in cols))
     lines = [f"times (median; C omp, Numba par and kiln at {threads} threads; "
-             "* CPython extrapolated from a smaller size)", head]
+             "* CPython extrapolated from a smaller size)"]
+    if vulkan is not None and "kiln_vulkan" in cols:
+        lines.append(f"kiln vulkan: {vulkan['label']}"
+                     + (f" [{vulkan['name']}]: a CPU implementation of "
+                        "Vulkan, not a GPU" if vulkan["lavapipe"] else "")
+                     + "; n/a: the Vulkan target cannot compile it")
+    lines.append(head)
     for name, r in results.items():
         cells = []
         for c in cols:
             rec = r["impls"].get(c)
             cells.append("-" if rec is None else fmt_time(rec["median"])
-                         if "median" in rec else "FAIL")
+                         if "median" in rec else "n/a" if "na" in rec
+                         else "FAIL")
         lines.append(f"{name:12}{r['describe']:30}"
-                     + "".join(f"{x:>11}" for x in cells))
+                     + "".join(f"{x:>{COL}}" for x in cells))
     base = "c_omp" if "c_omp" in cols else "c" if "c" in cols else None
     if base:
         lines += ["", f"time / {LABELS[base]} time (lower is faster)", head]
@@ -742,7 +828,7 @@ def table(results, threads):
                 t = r["impls"].get(c, {}).get("median")
                 cells.append("-" if t is None or not b else f"{t / b:.2f}")
             lines.append(f"{name:12}{r['describe']:30}"
-                         + "".join(f"{x:>11}" for x in cells))
+                         + "".join(f"{x:>{COL}}" for x in cells))
     for name, r in results.items():
         if "bytes" in r:
             bw = {c: r["bytes"] / rec["median"] / 1e9
@@ -758,6 +844,11 @@ def table(results, threads):
     if fails:
         lines += ["", "failed (not timed):"]
         lines += [f"  {n} / {LABELS[c]}: {e}" for n, c, e in fails]
+    nas = [(n, rec["na"]) for n, r in results.items()
+           for c, rec in r["impls"].items() if "na" in rec]
+    if nas:
+        lines += ["", "kiln vulkan n/a (CompileError):"]
+        lines += [f"  {n}: {e[:200]}" for n, e in nas]
     return "\n".join(lines)
 
 
@@ -828,6 +919,10 @@ def main(args):
                  "numba_par": kernels_numba.build(True)}
         except ImportError:
             print("Numba not installed: skipped (make bench installs it)")
+    vulkan = VK = None
+    if not args.no_vulkan:
+        vulkan = vulkan_device()
+        VK = VulkanKernels() if vulkan is not None else None
     only = {s for s in args.only.split(",") if s}
     unknown = only - {w.name for w in WORKLOADS}
     if unknown:
@@ -842,9 +937,9 @@ def main(args):
     results = {}
     for w in WORKLOADS:
         if not only or w.name in only:
-            results[w.name] = run_workload(w, args, libs, N)
+            results[w.name] = run_workload(w, args, libs, N, VK)
     print()
-    print(table(results, threads))
+    print(table(results, threads, vulkan))
     tg = targets(results)
     missed = [f"{n}: {k}" for n, t in tg.items() for k, ok in t.items()
               if not ok and n != "mandelbrot"]
@@ -855,7 +950,8 @@ def main(args):
     if args.out != "-":
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         with open(args.out, "w") as f:
-            json.dump({"machine": dict(machine(threads), loadavg_start=load),
+            json.dump({"machine": dict(machine(threads), loadavg_start=load,
+                                       vulkan=vulkan),
                        "quick": args.quick,
                        "repeat": args.repeat, "workloads": results,
                        "targets": tg}, f, indent=1)

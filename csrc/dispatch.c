@@ -16,6 +16,10 @@
  * overlap in memory, running code compiled with KlOptions.noalias when
  * none do and the plain code of the same specialisation otherwise.
  *
+ * A kiln.vulkan.DeviceArray is typed here too, as the ndarray over device
+ * memory it holds (type_device_array): Vulkan kernels bind that memory
+ * directly, CPU kernels refuse it.
+ *
  * NumPy is imported on the first call, not at `import kiln`.
  */
 #include "dispatch.h"
@@ -35,6 +39,7 @@
 #define KL_NTYPENUM 32      /* NumPy type numbers considered */
 
 PyObject *kl_CompileError;
+PyObject *kl_DeviceArrayType;
 
 /* One unboxed argument, as compiled code reads it through args[i]. */
 typedef union KlSlot {
@@ -598,6 +603,67 @@ type_scalar(KlDispatcher *self, int i, PyObject *o, KlSlot *slot)
     return t;
 }
 
+/* Whether o is a kiln.vulkan.DeviceArray. */
+static inline int
+is_device_array(PyObject *o)
+{
+    return kl_DeviceArrayType != NULL
+           && PyObject_TypeCheck(o, (PyTypeObject *)kl_DeviceArrayType);
+}
+
+/* Types DeviceArray o for parameter i as the ndarray over device memory
+ * it holds (so exactly like a host ndarray of its dtype and shape, C
+ * layout), pointing slot at that memory: vkexec binds it without
+ * transfers.  Only Vulkan kernels take one.  The view stays alive while
+ * o does, and the caller holds o for the call. */
+static const KlType *
+type_device_array(KlDispatcher *self, int i, PyObject *o, KlSlot *slot)
+{
+    if (!self->vulkan) {
+        PyErr_Format(PyExc_TypeError,
+                     "%U() argument '%U' is a kiln.vulkan.DeviceArray; call "
+                     ".copy_to_host() or use target='vulkan'",
+                     func_name(self), param_name(self, i));
+        return NULL;
+    }
+    PyObject *view = PyObject_GetAttrString(o, "_device_view");
+    if (view == NULL || !PyArray_Check(view)) {
+        Py_XDECREF(view);
+        PyErr_Clear();
+        return unsupported_arg(self, i, "a kiln.vulkan.DeviceArray without "
+                               "device memory");
+    }
+    const KlType *t = type_array(self, i, (PyArrayObject *)view, slot);
+    Py_DECREF(view);
+    return t;
+}
+
+/* Raises TypeError when compiled code c, whose host part reads array
+ * elements, is given a DeviceArray (its memory is not host memory);
+ * returns -1 then, else 0. */
+static int
+check_device_arrays(KlDispatcher *self, const KlCompiled *c,
+                    PyObject *const *args)
+{
+    if (!c->host_reads_arrays || kl_DeviceArrayType == NULL) {
+        return 0;
+    }
+    for (int32_t i = 0; i < self->nparams; i++) {
+        if (is_device_array(args[i])) {
+            PyErr_Format(PyExc_TypeError,
+                         "%U() argument '%U' is a kiln.vulkan.DeviceArray, "
+                         "but %U() reads array elements outside its prange "
+                         "loops, in code that runs on the host; pass a "
+                         "NumPy array (.copy_to_host()) or move those "
+                         "accesses into a prange loop",
+                         func_name(self), param_name(self, i),
+                         func_name(self));
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Types argument o of parameter i, unboxing it into slot; NULL with an
  * exception set when it does not fit. */
 static inline const KlType *
@@ -605,6 +671,9 @@ type_arg(KlDispatcher *self, int i, PyObject *o, KlSlot *slot)
 {
     if (PyArray_Check(o)) {
         return type_array(self, i, (PyArrayObject *)o, slot);
+    }
+    if (is_device_array(o)) {
+        return type_device_array(self, i, o, slot);
     }
     if (self->specs[i].kind == KL_SPEC_ARRAY) {
         ScalarVal v;
@@ -1134,6 +1203,9 @@ call_with(KlDispatcher *self, PyObject *const *args, KlSlot *slots,
     int noalias = arrays_disjoint(key, slots, n);
     KlCompiled *c = lookup(self, key, noalias);
     if (c == NULL && (c = compile_key(self, key, noalias)) == NULL) {
+        return NULL;
+    }
+    if (check_device_arrays(self, c, args) < 0) {
         return NULL;
     }
     return run(c, argv);

@@ -59,6 +59,11 @@ typedef struct KlDispatcher {
 
 /* kiln.CompileError (created by module.c at import). */
 extern PyObject *kl_CompileError;
+/* kiln.vulkan.DeviceArray (registered by kiln.vulkan at import; NULL
+ * until then).  Its attribute `_device_view` is an ndarray over device
+ * memory (vkexec.h: kl_vk_devmem_*) whose elements are never read on the
+ * host: the dispatcher types the argument as that ndarray. */
+extern PyObject *kl_DeviceArrayType;
 
 /* Parses one parameter spec object (see python/kiln/_types.py) into *out;
  * -1 with TypeError/ValueError set when malformed. */

@@ -745,6 +745,129 @@ done:
     return result;
 }
 
+/* ---- device memory behind kiln.vulkan.DeviceArray ---------------------- */
+
+/* The device buffer of the range starting at Python int `addr` (from
+ * _vk_devmem_new) and the range's byte offset in it; NULL with ValueError
+ * when addr is not a live device range. */
+static KlVkBuffer *
+devmem_of(PyObject *addr, uint64_t *offset)
+{
+    void *p = PyLong_AsVoidPtr(addr);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    KlVkBuffer *b = p != NULL ? kl_vk_devmem_find(p, offset) : NULL;
+    if (b == NULL) {
+        PyErr_SetString(PyExc_ValueError,
+                        "kiln: not a live device array (already freed?)");
+    }
+    return b;
+}
+
+/* _vk_devmem_new(nbytes): reserves a device range of nbytes backed by a
+ * new device buffer (vkexec.h); returns its base address as an int.
+ * RuntimeError when there is no device or device memory runs out. */
+static PyObject *
+core_vk_devmem_new(PyObject *self, PyObject *arg)
+{
+    unsigned long long n = PyLong_AsUnsignedLongLong(arg);
+    if (n == (unsigned long long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    KlDiag d = {0};
+    void *base = NULL;
+    int r;
+    Py_BEGIN_ALLOW_THREADS
+    r = kl_vk_init(&d);
+    if (r == 0) {
+        base = kl_vk_devmem_new((uint64_t)n, &d);
+    }
+    Py_END_ALLOW_THREADS
+    if (r < 0) {
+        return PyErr_Format(PyExc_RuntimeError,
+                            "kiln: no Vulkan device is available: %s", d.msg);
+    }
+    if (base == NULL) {
+        return vk_raise(&d);
+    }
+    return PyLong_FromVoidPtr(base);
+}
+
+/* _vk_devmem_free(addr): releases a range from _vk_devmem_new (an address
+ * that is not a live range is ignored). */
+static PyObject *
+core_vk_devmem_free(PyObject *self, PyObject *arg)
+{
+    void *p = PyLong_AsVoidPtr(arg);
+    if (p == NULL && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (p != NULL && kl_vk_ready()) {
+        Py_BEGIN_ALLOW_THREADS
+        kl_vk_devmem_free(p);
+        Py_END_ALLOW_THREADS
+    }
+    Py_RETURN_NONE;
+}
+
+/* _vk_devmem_copy(addr, buffer, to_device): copies the bytes of a
+ * C-contiguous buffer-protocol object into the device range at addr
+ * (to_device true) or the range's first bytes into the (writable)
+ * object; the range must be at least that long. */
+static PyObject *
+core_vk_devmem_copy(PyObject *self, PyObject *args)
+{
+    PyObject *addr, *obj;
+    int to_device;
+    if (!PyArg_ParseTuple(args, "OOp:_vk_devmem_copy", &addr, &obj,
+                          &to_device)) {
+        return NULL;
+    }
+    uint64_t offset;
+    KlVkBuffer *b = devmem_of(addr, &offset);
+    if (b == NULL) {
+        return NULL;
+    }
+    Py_buffer view;
+    if (PyObject_GetBuffer(obj, &view, to_device ? PyBUF_C_CONTIGUOUS
+                           : PyBUF_C_CONTIGUOUS | PyBUF_WRITABLE) < 0) {
+        return NULL;
+    }
+    if (offset + (uint64_t)view.len > kl_vk_buffer_size(b)) {
+        PyBuffer_Release(&view);
+        return PyErr_Format(PyExc_ValueError, "kiln: %zd bytes do not fit "
+                            "the device array", view.len);
+    }
+    KlDiag d = {0};
+    int r = 0;
+    if (view.len > 0) {
+        Py_BEGIN_ALLOW_THREADS
+        r = to_device
+            ? kl_vk_buffer_upload(b, offset, view.buf, (uint64_t)view.len, &d)
+            : kl_vk_buffer_download(b, offset, view.buf, (uint64_t)view.len,
+                                    &d);
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&view);
+    if (r < 0) {
+        return vk_raise(&d);
+    }
+    Py_RETURN_NONE;
+}
+
+/* _set_device_array_type(cls): the class the dispatcher treats as a
+ * device array (kiln.vulkan.DeviceArray; see dispatch.c). */
+static PyObject *
+core_set_device_array_type(PyObject *self, PyObject *arg)
+{
+    if (!PyType_Check(arg)) {
+        return PyErr_Format(PyExc_TypeError, "expected a class");
+    }
+    Py_XSETREF(kl_DeviceArrayType, Py_NewRef(arg));
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef core_methods[] = {
     {"set_num_threads", core_set_num_threads, METH_O,
      "set_num_threads(n): threads that run parallel loops."},
@@ -760,6 +883,14 @@ static PyMethodDef core_methods[] = {
      METH_VARARGS | METH_KEYWORDS,
      "_vk_run(buffers, dispatches, import_host=False): runs SPIR-V "
      "(testing)."},
+    {"_vk_devmem_new", core_vk_devmem_new, METH_O,
+     "_vk_devmem_new(nbytes): a new device range; its base address."},
+    {"_vk_devmem_free", core_vk_devmem_free, METH_O,
+     "_vk_devmem_free(addr): releases a device range."},
+    {"_vk_devmem_copy", core_vk_devmem_copy, METH_VARARGS,
+     "_vk_devmem_copy(addr, buffer, to_device): host <-> device bytes."},
+    {"_set_device_array_type", core_set_device_array_type, METH_O,
+     "_set_device_array_type(cls): registers kiln.vulkan.DeviceArray."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -9,11 +9,17 @@ KILN_VULKAN_DEVICE (an index into the devices the loader lists, or part of
 a device name, any case), else the first discrete GPU, else an integrated,
 virtual or CPU device (Mesa's lavapipe).  KILN_VULKAN_VALIDATE=1 turns on
 the Khronos validation layer when it is installed.
+
+Device arrays: `to_device(a)` copies an array into device memory once and
+returns a DeviceArray, which Vulkan kernels take in place of an ndarray
+without any transfer, so data can stay on the device across calls;
+`.copy_to_host()` brings it back.
 """
 
 import threading
+import weakref
 
-__all__ = ["is_available", "device_name"]
+__all__ = ["is_available", "device_name", "to_device", "DeviceArray"]
 
 # Whether kernels decorated with target="vulkan" can run (the SPIR-V
 # backend is wired into the dispatcher).  Until then is_available() is
@@ -99,3 +105,164 @@ def _disassemble(modules):
             parts.append(f"; ---- kernel {i} ----\n")
         parts.append(out.stdout)
     return "".join(parts)
+
+
+# ---- device arrays ---------------------------------------------------------
+
+# Element types a DeviceArray may hold: those kiln kernels take (native
+# byte order).
+_DEVICE_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8",
+                  "uint16", "uint32", "uint64", "float32", "float64",
+                  "complex64", "complex128")
+
+
+class _DeviceMemory:
+    """Describes device memory to NumPy (__array_interface__), so that an
+    ndarray can stand for it in the dispatcher.  That ndarray's elements
+    live on the device: reading or writing them on the host would fault."""
+
+    __slots__ = ("__array_interface__",)
+
+    def __init__(self, addr, shape, dtype):
+        self.__array_interface__ = {
+            "version": 3, "shape": shape, "typestr": dtype.str,
+            "data": (addr, False),
+        }
+
+
+class DeviceArray:
+    """An array in the Vulkan device's memory (made by `to_device`).
+
+    Vulkan kernels (target="vulkan") take it wherever they take an ndarray
+    of the same dtype and shape (C-contiguous), binding its memory directly:
+    no copy before or after the call, so results of one call stay on the
+    device for the next.  Its elements cannot be read on the host; use
+    `copy_to_host()`.  CPU kernels refuse it (TypeError), and so do Vulkan
+    kernels whose code outside prange loops reads array elements (that code
+    runs on the host).  The device memory is released when the object is.
+    """
+
+    __slots__ = ("_addr", "_device_view", "_free", "_shape", "_dtype",
+                 "__weakref__")
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError("kiln.vulkan.DeviceArray cannot be created directly; "
+                        "use kiln.vulkan.to_device(array)")
+
+    @classmethod
+    def _from_host(cls, a):
+        import numpy as np
+        from . import _core
+        self = object.__new__(cls)
+        self._addr = None
+        self._device_view = None
+        self._free = None
+        self._shape = a.shape
+        self._dtype = a.dtype
+        addr = _core._vk_devmem_new(a.nbytes)
+        self._addr = addr
+        # frees the range when the object goes, or at interpreter exit
+        # (before the runtime's own teardown)
+        self._free = weakref.finalize(self, _core._vk_devmem_free, addr)
+        try:
+            _core._vk_devmem_copy(addr, a, True)
+        except BaseException:
+            self._release()
+            raise
+        # ndarray over the device range (never dereferenced on the host):
+        # the dispatcher types and binds it like the host array it copies.
+        self._device_view = np.asarray(_DeviceMemory(addr, a.shape, a.dtype))
+        return self
+
+    @property
+    def shape(self):
+        """The shape (a tuple of ints), as the host array's."""
+        return self._shape
+
+    @property
+    def dtype(self):
+        """The NumPy dtype of the elements."""
+        return self._dtype
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self):
+        return self.size * self.dtype.itemsize
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]
+
+    def copy_to_host(self):
+        """A new C-contiguous ndarray holding the array's current contents
+        (waits for nothing: kernel calls return only once the device has
+        finished)."""
+        import numpy as np
+        from . import _core
+        if self._addr is None:
+            raise ValueError("kiln: the DeviceArray's memory was released")
+        out = np.empty(self.shape, self.dtype)
+        _core._vk_devmem_copy(self._addr, out, False)
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        raise TypeError("kiln.vulkan.DeviceArray lives in device memory; "
+                        "call .copy_to_host() to get an ndarray")
+
+    def __repr__(self):
+        return (f"DeviceArray(shape={self.shape}, dtype={self.dtype}, "
+                f"device={_state()[2]['name']!r})")
+
+    def _release(self):
+        """Frees the device memory now (the finaliser runs once)."""
+        self._addr = None
+        self._device_view = None
+        if self._free is not None:
+            self._free()
+
+
+def to_device(a):
+    """Copies array `a` (anything numpy.asarray takes) into the memory of
+    the Vulkan device and returns it as a DeviceArray (C-contiguous, same
+    dtype and shape).  TypeError for dtypes kiln kernels do not take;
+    ValueError when the array exceeds the device's maxStorageBufferRange;
+    RuntimeError when there is no Vulkan device."""
+    import numpy as np
+    if isinstance(a, DeviceArray):
+        raise TypeError("kiln.vulkan.to_device(): the array is already a "
+                        "DeviceArray")
+    a = np.asarray(a)
+    if a.dtype.name not in _DEVICE_DTYPES or not a.dtype.isnative:
+        raise TypeError(f"kiln.vulkan.to_device(): arrays of dtype {a.dtype} "
+                        "are not supported")
+    available, reason, info = _state()
+    if not available:
+        raise RuntimeError(f"kiln: no Vulkan device is available: {reason}")
+    limit = info["max_storage_buffer_range"]
+    if a.nbytes > limit:
+        # one binding covers at most this much (no device addresses yet)
+        raise ValueError(f"kiln.vulkan.to_device(): {a.nbytes} bytes exceed "
+                         f"the {limit} bytes one binding of the device "
+                         f"{info['name']!r} may span")
+    return DeviceArray._from_host(np.asarray(a, order="C"))
+
+
+def _register_device_array():
+    from . import _core
+    register = getattr(_core, "_set_device_array_type", None)
+    if register is not None:    # None: no extension, or one built earlier
+        register(DeviceArray)
+
+
+_register_device_array()

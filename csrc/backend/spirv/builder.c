@@ -173,6 +173,7 @@ kl_spv_float(KlSpvMod *m, int bits)
     if (bits == 64) {
         m->caps |= KL_SPV_FLOAT64;
     }
+    m->fwidths |= bits == 64 ? 2u : bits == 32 ? 1u : 0u;
     return intern(m, SpvOpTypeFloat, w, 1, 0);
 }
 
@@ -309,6 +310,20 @@ kl_spv_finish(KlSpvMod *m, uint32_t **words, size_t *nwords)
     if (m->caps & KL_SPV_INT16) {
         SPV(m, &out, SpvOpCapability, SpvCapabilityInt16);
         SPV(m, &out, SpvOpCapability, SpvCapabilityStorageBuffer16BitAccess);
+    }
+    /* Python's float semantics: signed zeros, infinities and NaNs are
+     * values the driver must not optimise away (x + 0.0 is not x). */
+    int fctl = m->fwidths != 0 && m->entry_fn != 0;
+    if (fctl) {
+        SPV(m, &out, SpvOpCapability, SpvCapabilitySignedZeroInfNanPreserve);
+        for (uint32_t k = 0; k < 2; k++) {
+            if (m->fwidths & (1u << k)) {
+                SPV(m, &m->entry, SpvOpExecutionMode, m->entry_fn,
+                    SpvExecutionModeSignedZeroInfNanPreserve, 32u << k);
+            }
+        }
+        kl_spv_inst_str(m, &out, SpvOpExtension, NULL, 0,
+                        "SPV_KHR_float_controls", NULL, 0);
     }
     if (m->caps & KL_SPV_INT8) {
         kl_spv_inst_str(m, &out, SpvOpExtension, NULL, 0,

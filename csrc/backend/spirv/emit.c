@@ -76,6 +76,9 @@ typedef struct Em {
     KlSpvKind kind;
     /* kernel-wide */
     uint32_t u32, i64t, status_var, params_var, raised_var;
+    uint32_t zero_var;          /* Private uint32 holding 0, read from the
+                                   status buffer (opaque to the driver) */
+    uint32_t chunk_var;         /* PFOR: Private int64, the running chunk */
     uint32_t sb_u32_ptr;        /* pointer to a uint32 in a storage buffer */
     KlSpvBinding *binds;        /* ABI description, malloc'ed */
     Bind *bvars;
@@ -615,6 +618,27 @@ check_reg(Em *e, int32_t id)
     return 0;
 }
 
+/* Float constant v of `bits` bits.  A zero is computed from a run-time
+ * zero word instead: drivers fold `x + 0.0` to x (and `x * 0.0` to 0)
+ * even under SignedZeroInfNanPreserve, which breaks -0.0 + 0.0. */
+static uint32_t
+fconst(Em *e, int bits, double v)
+{
+    if (v != 0.0 || e->zero_var == 0 || e->cur == 0) {
+        return kl_spv_const_float(&e->sm, bits, v);
+    }
+    uint32_t z = op1(e, SpvOpLoad, e->u32, e->zero_var);
+    uint32_t ft = kl_spv_float(&e->sm, bits);
+    uint32_t sign = signbit(v) ? 0x80000000u : 0;
+    uint32_t hi = op2(e, SpvOpBitwiseOr, e->u32, z, cu32(e, sign));
+    if (bits == 32) {
+        return op1(e, SpvOpBitcast, ft, hi);
+    }
+    uint32_t v2 = kl_spv_vec(&e->sm, e->u32, 2);
+    return op1(e, SpvOpBitcast, ft, op2(e, SpvOpCompositeConstruct, v2, z,
+                                        hi));
+}
+
 static uint32_t
 const_of(Em *e, const KlInst *in)
 {
@@ -625,12 +649,12 @@ const_of(Em *e, const KlInst *in)
     case KL_T_INT:
         return kl_spv_const_int(&e->sm, t->bits, (uint64_t)in->imm.i);
     case KL_T_FLOAT:
-        return kl_spv_const_float(&e->sm, t->bits, in->imm.f);
+        return fconst(e, t->bits, in->imm.f);
     case KL_T_COMPLEX: {
         int pb = t->bits / 2;
-        return kl_spv_const_composite(
-            &e->sm, reg_type(e, t), kl_spv_const_float(&e->sm, pb, in->imm.c.re),
-            kl_spv_const_float(&e->sm, pb, in->imm.c.im));
+        uint32_t re = fconst(e, pb, in->imm.c.re);
+        uint32_t im = fconst(e, pb, in->imm.c.im);
+        return op2(e, SpvOpCompositeConstruct, reg_type(e, t), re, im);
     }
     default:
         return 0;
@@ -641,7 +665,7 @@ const_of(Em *e, const KlInst *in)
 static uint32_t
 zero_of(Em *e, const KlType *t)
 {
-    return t->kind == KL_T_FLOAT ? kl_spv_const_float(&e->sm, t->bits, 0.0)
+    return t->kind == KL_T_FLOAT ? fconst(e, t->bits, 0.0)
                                  : kl_spv_const_int(&e->sm, t->bits, 0);
 }
 
@@ -654,7 +678,7 @@ to_float(Em *e, uint32_t v, const KlType *from, const KlType *to)
     case KL_T_BOOL:
         return op3(e, SpvOpSelect, ty, v, kl_spv_const_float(&e->sm, to->bits,
                                                              1.0),
-                   kl_spv_const_float(&e->sm, to->bits, 0.0));
+                   fconst(e, to->bits, 0.0));
     case KL_T_INT:
         return op1(e, from->is_signed ? SpvOpConvertSToF : SpvOpConvertUToF,
                    ty, v);
@@ -777,6 +801,163 @@ emit_copysign(Em *e, const KlType *t, uint32_t x, uint32_t y)
     return op1(e, SpvOpBitcast, ft, op2(e, SpvOpBitwiseOr, it, mag, sg));
 }
 
+/* A function variable of type ty holding v (stored at the current
+ * point). */
+static uint32_t
+local_var(Em *e, uint32_t ty, uint32_t v)
+{
+    uint32_t ptr = kl_spv_ptr(&e->sm, SpvStorageClassFunction, ty);
+    uint32_t var = kl_spv_id(&e->sm);
+    SPV(&e->sm, &e->vars, SpvOpVariable, ptr, var, SpvStorageClassFunction);
+    SPV(&e->sm, B, SpvOpStore, var, v);
+    return var;
+}
+
+/* Index of the highest set bit of nonzero integer v (`bits` wide), as an
+ * integer of that width (GLSL's FindUMsb takes 32-bit operands only). */
+static uint32_t
+msb_of(Em *e, int bits, uint32_t v)
+{
+    KlSpvMod *sm = &e->sm;
+    if (bits == 32) {
+        return ext(e, e->u32, GLSLstd450FindUMsb, &v, 1);
+    }
+    uint32_t it = kl_spv_int(sm, 64), bt = kl_spv_bool(sm);
+    uint32_t hi = op1(e, SpvOpUConvert, e->u32, op2(
+        e, SpvOpShiftRightLogical, it, v, kl_spv_const_int(sm, 64, 32)));
+    uint32_t lo = op1(e, SpvOpUConvert, e->u32, v);
+    uint32_t mh = ext(e, e->u32, GLSLstd450FindUMsb, &hi, 1);
+    uint32_t ml = ext(e, e->u32, GLSLstd450FindUMsb, &lo, 1);
+    uint32_t r = op3(e, SpvOpSelect, e->u32,
+                     op2(e, SpvOpINotEqual, bt, hi, cu32(e, 0)),
+                     op2(e, SpvOpIAdd, e->u32, mh, cu32(e, 32)), ml);
+    return op1(e, SpvOpUConvert, it, r);
+}
+
+/* Shifts m (`bits` wide, 0 < m < 2**(mb+1)) left until bit mb is set,
+ * but exponent *ex by at most *ex - lo (signed; lo < *ex), lowering *ex
+ * by the shift.  m == 0 stays 0 (with any exponent). */
+static uint32_t
+normalise(Em *e, int bits, int mb, uint32_t m, uint32_t *ex, int64_t lo)
+{
+    KlSpvMod *sm = &e->sm;
+    uint32_t it = kl_spv_int(sm, bits), bt = kl_spv_bool(sm);
+    uint32_t z = op2(e, SpvOpIEqual, bt, m, kl_spv_const_int(sm, bits, 0));
+    uint32_t safe = op3(e, SpvOpSelect, it, z, kl_spv_const_int(sm, bits, 1),
+                        m);
+    uint32_t sh = op2(e, SpvOpISub, it, kl_spv_const_int(sm, bits,
+                                                         (uint64_t)mb),
+                      msb_of(e, bits, safe));
+    uint32_t room = op2(e, SpvOpISub, it, *ex,
+                        kl_spv_const_int(sm, bits, (uint64_t)lo));
+    sh = op3(e, SpvOpSelect, it, op2(e, SpvOpSLessThan, bt, room, sh), room,
+             sh);
+    sh = op3(e, SpvOpSelect, it, op2(e, SpvOpSLessThan, bt, sh,
+                                     kl_spv_const_int(sm, bits, 0)),
+             kl_spv_const_int(sm, bits, 0), sh);
+    *ex = op2(e, SpvOpISub, it, *ex, sh);
+    return op2(e, SpvOpShiftLeftLogical, it, m, sh);
+}
+
+/* C's fmod(x, y), exactly: the sign of x, NaN when x is infinite or y is
+ * zero (or either is NaN), x when |x| < |y|.  Integer long division of
+ * the normalised significands, a few exponent steps per iteration of a
+ * loop (about 210 iterations at most for float64), so the result is the
+ * exact remainder that FRem only approximates. */
+static uint32_t
+emit_fmod(Em *e, const KlType *t, uint32_t x, uint32_t y)
+{
+    KlSpvMod *sm = &e->sm;
+    int bits = t->bits, mb = bits == 64 ? 52 : 23;
+    uint32_t it = kl_spv_int(sm, bits), ft = reg_type(e, t);
+    uint32_t bt = kl_spv_bool(sm);
+#define IC(v) kl_spv_const_int(sm, bits, (uint64_t)(v))
+    uint64_t sign = (uint64_t)1 << (bits - 1), impl = (uint64_t)1 << mb;
+    uint64_t expm = (sign - 1) & ~(impl - 1);
+    uint32_t ux = op1(e, SpvOpBitcast, it, x), uy = op1(e, SpvOpBitcast, it, y);
+    uint32_t ax = op2(e, SpvOpBitwiseAnd, it, ux, IC(sign - 1));
+    uint32_t ay = op2(e, SpvOpBitwiseAnd, it, uy, IC(sign - 1));
+    uint32_t bad = op2(e, SpvOpLogicalOr, bt,
+                       op2(e, SpvOpIEqual, bt, ay, IC(0)),
+                       op2(e, SpvOpLogicalOr, bt,
+                           op2(e, SpvOpUGreaterThanEqual, bt, ax, IC(expm)),
+                           op2(e, SpvOpUGreaterThan, bt, ay, IC(expm))));
+    uint32_t small = op2(e, SpvOpULessThan, bt, ax, ay);
+    uint32_t skip = op2(e, SpvOpLogicalOr, bt, bad, small);
+    /* significand and exponent of |x| and |y| (subnormals: exponent 1
+     * without the implicit bit, then normalised) */
+    uint32_t sig[2], ex[2], ab[2] = {ax, ay};
+    for (int k = 0; k < 2; k++) {
+        uint32_t ek = op2(e, SpvOpShiftRightLogical, it, ab[k], IC(mb));
+        uint32_t z = op2(e, SpvOpIEqual, bt, ek, IC(0));
+        uint32_t mk = op3(e, SpvOpSelect, it, z, ab[k], op2(
+            e, SpvOpBitwiseOr, it,
+            op2(e, SpvOpBitwiseAnd, it, ab[k], IC(impl - 1)), IC(impl)));
+        /* the skipped cases keep the loop short */
+        mk = op3(e, SpvOpSelect, it, skip, IC(impl), mk);
+        ex[k] = op3(e, SpvOpSelect, it, z, IC(1), ek);
+        sig[k] = normalise(e, bits, mb, mk, &ex[k], -100000);
+    }
+    uint32_t my = sig[1], ey = ex[1];
+    uint32_t n = op2(e, SpvOpISub, it, ex[0], ey);
+    /* m = mx * 2**n mod my, a few bits per step: m < my < 2**(mb+1), so
+     * m << step fits in the integer */
+    uint32_t step = IC(bits == 64 ? 10 : 7);
+    /* the first step outside the loop: lavapipe caps the loop iterations
+     * of an invocation (65535 in all), so quotients below 2**step take
+     * none */
+    uint32_t m = op2(e, SpvOpUMod, it, sig[0], my);
+    uint32_t s0 = op3(e, SpvOpSelect, it, op2(e, SpvOpSLessThan, bt, n, step),
+                      n, step);
+    s0 = op3(e, SpvOpSelect, it, op2(e, SpvOpSLessThan, bt, s0, IC(0)),
+             IC(0), s0);
+    m = op2(e, SpvOpUMod, it, op2(e, SpvOpShiftLeftLogical, it, m, s0), my);
+    uint32_t vm = local_var(e, it, m);
+    uint32_t vn = local_var(e, it, op2(e, SpvOpISub, it, n, s0));
+    uint32_t head = kl_spv_id(sm), body = kl_spv_id(sm);
+    uint32_t cont = kl_spv_id(sm), merge = kl_spv_id(sm);
+    branch(e, head);
+    label(e, head);
+    uint32_t cn = op1(e, SpvOpLoad, it, vn);
+    uint32_t more = op2(e, SpvOpSGreaterThan, bt, cn, IC(0));
+    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+    SPV(sm, B, SpvOpBranchConditional, more, body, merge);
+    label(e, body);
+    uint32_t sh = op3(e, SpvOpSelect, it,
+                      op2(e, SpvOpSLessThan, bt, cn, step), cn, step);
+    m = op1(e, SpvOpLoad, it, vm);
+    SPV(sm, B, SpvOpStore, vm, op2(e, SpvOpUMod, it, op2(
+        e, SpvOpShiftLeftLogical, it, m, sh), my));
+    SPV(sm, B, SpvOpStore, vn, op2(e, SpvOpISub, it, cn, sh));
+    branch(e, cont);
+    label(e, cont);
+    branch(e, head);
+    label(e, merge);
+    m = op1(e, SpvOpLoad, it, vm);
+    /* |result| = m * 2**(ey - bias - mb), exactly representable:
+     * normalise down to exponent 1, shift right below it (the bits shifted
+     * out are zero), then the bits are ((e - 1) << mb) + m */
+    uint32_t ce = ey;
+    uint32_t cm = normalise(e, bits, mb, m, &ce, 1);
+    uint32_t under = op2(e, SpvOpSLessThan, bt, ce, IC(1));
+    uint32_t shr = op3(e, SpvOpSelect, it, under,
+                       op2(e, SpvOpISub, it, IC(1), ce), IC(0));
+    cm = op2(e, SpvOpShiftRightLogical, it, cm, shr);
+    ce = op3(e, SpvOpSelect, it, under, IC(1), ce);
+    uint32_t mbits = op2(e, SpvOpIAdd, it, op2(
+        e, SpvOpShiftLeftLogical, it, op2(e, SpvOpISub, it, ce, IC(1)),
+        IC(mb)), cm);
+    mbits = op3(e, SpvOpSelect, it, op2(e, SpvOpIEqual, bt, cm, IC(0)),
+                IC(0), mbits);
+    uint32_t res = op1(e, SpvOpBitcast, ft, op2(
+        e, SpvOpBitwiseOr, it, mbits,
+        op2(e, SpvOpBitwiseAnd, it, ux, IC(sign))));
+    res = op3(e, SpvOpSelect, ft, small, x, res);
+    return op3(e, SpvOpSelect, ft, bad, kl_spv_const_float(sm, bits, NAN),
+               res);
+#undef IC
+}
+
 /* hypot(x, y) without intermediate overflow: m * sqrt(1 + (n/m)^2) with
  * m = max(|x|, |y|), n = min; inf when either is infinite, 0 for 0, 0. */
 static uint32_t
@@ -816,7 +997,8 @@ emit_math(Em *e, const KlInst *in, const uint32_t *args)
         return emit_copysign(e, t, args[0], args[1]);
     }
     if (fn == KL_MATH_fmod) {
-        return fop(e, SpvOpFRem, ft, args[0], args[1]);
+        (void)ft;
+        return emit_fmod(e, t, args[0], args[1]);
     }
     if (fn == KL_MATH_hypot) {
         /* float64 too (abs() of complex128): within 2 ulp of libm's
@@ -1144,7 +1326,7 @@ emit_inst(Em *e, int32_t id)
                               a[1]);
         break;
     case KL_OP_rem:
-        v = is_float(T) ? fop(e, SpvOpFRem, ty, a[0], a[1])
+        v = is_float(T) ? emit_fmod(e, T, a[0], a[1])
                         : op2(e, is_sint(T) ? SpvOpSRem : SpvOpUMod, ty, a[0],
                               a[1]);
         break;
@@ -1861,6 +2043,9 @@ emit_main(Em *e, Fn *g)
     kl_spv_name(sm, main_id, "main");
     e->f = f;
     e->cur = first;
+    /* status word 11 is zero until a serial kernel's result is stored */
+    SPV(sm, B, SpvOpStore, e->zero_var,
+        op1(e, SpvOpLoad, e->u32, word_ptr(e, e->status_var, 11)));
     if (e->kind == KL_SPV_PFOR) {
         gid = builtin_var(e, SpvBuiltInGlobalInvocationId, "gl_GlobalInvocationID");
         nwg = builtin_var(e, SpvBuiltInNumWorkgroups, "gl_NumWorkGroups");
@@ -1881,6 +2066,7 @@ emit_main(Em *e, Fn *g)
     uint32_t io[2] = {gid, nwg};
     kl_spv_inst_str(sm, &sm->entry, SpvOpEntryPoint, ep, 2, "main", io,
                     gid ? 2 : 0);
+    sm->entry_fn = main_id;
     SPV(sm, &sm->entry, SpvOpExecutionMode, main_id,
         SpvExecutionModeLocalSize,
         e->kind == KL_SPV_PFOR ? KL_SPV_PFOR_WG : 1, 1, 1);
@@ -1920,6 +2106,18 @@ make_globals(Em *e)
         SPV(sm, &sm->types, SpvOpVariable, ptr, e->raised_var,
             SpvStorageClassPrivate, kl_spv_const_bool(sm, 0));
         kl_spv_name(sm, e->raised_var, "raised");
+    }
+    uint32_t zp = kl_spv_ptr(sm, SpvStorageClassPrivate, e->u32);
+    e->zero_var = kl_spv_id(sm);
+    SPV(sm, &sm->types, SpvOpVariable, zp, e->zero_var,
+        SpvStorageClassPrivate);
+    kl_spv_name(sm, e->zero_var, "zero");
+    if (e->kind == KL_SPV_PFOR) {
+        uint32_t cp = kl_spv_ptr(sm, SpvStorageClassPrivate, e->i64t);
+        e->chunk_var = kl_spv_id(sm);
+        SPV(sm, &sm->types, SpvOpVariable, cp, e->chunk_var,
+            SpvStorageClassPrivate);
+        kl_spv_name(sm, e->chunk_var, "chunk");
     }
 }
 
@@ -1988,6 +2186,10 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
         nomem(&e);
         goto done;
     }
+    if (getenv("KL_TMP_DUMP")) { /* TMPDUMP */
+        FILE *fp = fopen(getenv("KL_TMP_DUMP"), "wb"); /* TMPDUMP */
+        if (fp) { fwrite(out->words, 4, out->nwords, fp); fclose(fp); } /* TMPDUMP */
+    } /* TMPDUMP */
     out->kind = kind;
     out->func = fi;
     out->local_size = kind == KL_SPV_PFOR ? KL_SPV_PFOR_WG : 1;
