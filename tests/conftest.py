@@ -156,6 +156,28 @@ def vulkan_unsupported(target, fn, *args, match=None):
     return True
 
 
+def check_ulp(fn, ulps, *args):
+    """Like check, but a float result may differ from CPython's (NumPy's)
+    by `ulps` units in the last place: for math the Vulkan target computes
+    itself (float32 `**` is correctly rounded in nearly all cases, libm's
+    powf is within 0.82 ulp of it).  Exceptions and arrays compare exactly."""
+    exp = call(reference(fn), *args)
+    got = call(fn, *args)
+    if JIT_DISABLED:
+        return exp
+    if exp.exception is not None or got.exception is not None \
+            or not isinstance(exp.result, (float, np.floating)):
+        return check(fn, *args)
+    assert dtype_of(got.result) == dtype_of(exp.result), (args, exp, got)
+    e, g = exp.result, got.result
+    if same_value(g, e):
+        return exp
+    assert np.isfinite(e) and np.isfinite(g), (args, exp, got)
+    tol = ulps * np.spacing(np.abs(type(e)(e)))
+    assert abs(float(g) - float(e)) <= tol, (args, exp, got)
+    return exp
+
+
 # ---------------------------------------------------------------------------
 # random values
 

@@ -311,6 +311,9 @@ kl_spv_finish(KlSpvMod *m, uint32_t **words, size_t *nwords)
         SPV(m, &out, SpvOpCapability, SpvCapabilityInt16);
         SPV(m, &out, SpvOpCapability, SpvCapabilityStorageBuffer16BitAccess);
     }
+    if (m->subgroup) {
+        SPV(m, &out, SpvOpCapability, SpvCapabilityGroupNonUniform);
+    }
     /* Python's float semantics: signed zeros, infinities and NaNs are
      * values the driver must not optimise away (x + 0.0 is not x). */
     int fctl = m->fwidths != 0 && m->entry_fn != 0;

@@ -17,8 +17,12 @@
  * IR defines them; the structure nests every block inside its dominator,
  * so definitions dominate uses.
  *
- * `raise` fills the status buffer (first writer wins) and sets a private
- * flag; every call checks the flag and returns at once when it is set.
+ * `raise` fills the status buffer (in a serial kernel, first writer wins;
+ * in a pfor kernel, the lowest chunk wins) and sets a private flag; every
+ * call checks the flag and returns at once when it is set.  A pfor below
+ * the kernel (a prange in a function called from a parallel body) runs
+ * its chunks one after another, its scratch arrays private to the
+ * invocation.
  * Floating-point results carry NoContraction unless fastmath, so
  * `a * b + c` is never fused.
  */
@@ -35,7 +39,8 @@
 
 /* An array value: a binding plus run-time geometry (int64 ids). */
 typedef struct ArrVal {
-    int32_t binding;            /* index into the kernel's bindings */
+    int32_t binding;            /* index into the kernel's bindings, or
+                                   PRIV(p): private array p (a scratch) */
     const KlType *type;         /* the array type */
     uint32_t off;               /* element offset of [0, ..., 0] */
     uint32_t shape[KL_MAX_NDIM];
@@ -62,6 +67,10 @@ typedef struct Con {
                                    multi-level branch through it targets */
 } Con;
 
+/* Private (per-invocation) arrays are numbered PRIV(p) among bindings. */
+#define PRIV(p) (-2 - (p))
+#define MAX_PRIV_ELEMS 65536
+
 /* A buffer binding's variable and element pointer type. */
 typedef struct Bind {
     uint32_t var;               /* OpVariable (StorageBuffer) */
@@ -78,11 +87,14 @@ typedef struct Em {
     uint32_t u32, i64t, status_var, params_var, raised_var;
     uint32_t zero_var;          /* Private uint32 holding 0, read from the
                                    status buffer (opaque to the driver) */
-    uint32_t chunk_var;         /* PFOR: Private int64, the running chunk */
+    uint32_t rsite_var;         /* PFOR: Private uint32, raise site + 1 */
+    uint32_t rpay_var[3];       /* PFOR: Private int64 raise payload */
     uint32_t sb_u32_ptr;        /* pointer to a uint32 in a storage buffer */
     KlSpvBinding *binds;        /* ABI description, malloc'ed */
     Bind *bvars;
     int32_t nbinds, capbinds;
+    Bind privs[32];             /* private scratch arrays */
+    int32_t npriv;
     uint32_t rt_struct[16];     /* buffer struct types by memory type... */
     uint32_t rt_mem[16];        /* ...keyed by this element type id */
     int nrt;
@@ -207,7 +219,8 @@ glsl_id(Em *e)
 static uint32_t
 ext(Em *e, uint32_t ty, uint32_t fn, const uint32_t *args, int n)
 {
-    uint32_t r = kl_spv_id(&e->sm), w[6] = {ty, r, glsl_id(e), fn, 0, 0};
+    uint32_t r = kl_spv_id(&e->sm);
+    uint32_t w[8] = {ty, r, glsl_id(e), fn, 0, 0, 0, 0};
     memcpy(w + 4, args, (size_t)n * sizeof(uint32_t));
     kl_spv_inst(&e->sm, B, SpvOpExtInst, w, 4 + (size_t)n);
     return r;
@@ -874,7 +887,8 @@ emit_fmod(Em *e, const KlType *t, uint32_t x, uint32_t y)
 #define IC(v) kl_spv_const_int(sm, bits, (uint64_t)(v))
     uint64_t sign = (uint64_t)1 << (bits - 1), impl = (uint64_t)1 << mb;
     uint64_t expm = (sign - 1) & ~(impl - 1);
-    uint32_t ux = op1(e, SpvOpBitcast, it, x), uy = op1(e, SpvOpBitcast, it, y);
+    uint32_t ux = op1(e, SpvOpBitcast, it, x);
+    uint32_t uy = op1(e, SpvOpBitcast, it, y);
     uint32_t ax = op2(e, SpvOpBitwiseAnd, it, ux, IC(sign - 1));
     uint32_t ay = op2(e, SpvOpBitwiseAnd, it, uy, IC(sign - 1));
     uint32_t bad = op2(e, SpvOpLogicalOr, bt,
@@ -958,30 +972,222 @@ emit_fmod(Em *e, const KlType *t, uint32_t x, uint32_t y)
 #undef IC
 }
 
-/* hypot(x, y) without intermediate overflow: m * sqrt(1 + (n/m)^2) with
- * m = max(|x|, |y|), n = min; inf when either is infinite, 0 for 0, 0. */
+/* hypot(x, y) as glibc computes it, so results match libm bit for bit:
+ * inf when either is infinite, else NaN when either is NaN; float32 as
+ * sqrt of the float64 sum of squares (needs float64); float64 by glibc's
+ * correction of sqrt(ax*ax + ay*ay) (ax >= ay), on operands scaled by
+ * 2**+-600 when ax > 2**511 or ay < 2**-511, and ax + ay when ay is
+ * below ax * 2**-54. */
 static uint32_t
 emit_hypot(Em *e, const KlType *t, uint32_t x, uint32_t y)
 {
-    uint32_t ft = reg_type(e, t), bt = kl_spv_bool(&e->sm);
+    KlSpvMod *sm = &e->sm;
+    uint32_t ft = reg_type(e, t), bt = kl_spv_bool(sm);
     uint32_t ax = ext(e, ft, GLSLstd450FAbs, &x, 1);
     uint32_t ay = ext(e, ft, GLSLstd450FAbs, &y, 1);
-    uint32_t ab[2] = {ax, ay};
-    uint32_t mx = ext(e, ft, GLSLstd450FMax, ab, 2);
-    uint32_t mn = ext(e, ft, GLSLstd450FMin, ab, 2);
-    uint32_t zero = zero_of(e, t), one = kl_spv_const_float(&e->sm, t->bits,
-                                                            1.0);
-    uint32_t inf = kl_spv_const_float(&e->sm, t->bits, INFINITY);
-    uint32_t isz = op2(e, SpvOpFOrdEqual, bt, mx, zero);
-    uint32_t q = fop(e, SpvOpFDiv, ft, mn, op3(e, SpvOpSelect, ft, isz, one,
-                                               mx));
-    uint32_t s = fop(e, SpvOpFAdd, ft, one, fop(e, SpvOpFMul, ft, q, q));
-    uint32_t r = fop(e, SpvOpFMul, ft, mx, ext(e, ft, GLSLstd450Sqrt, &s, 1));
+    uint32_t inf = kl_spv_const_float(sm, t->bits, INFINITY);
     uint32_t anyinf = op2(e, SpvOpLogicalOr, bt,
                           op2(e, SpvOpFOrdEqual, bt, ax, inf),
                           op2(e, SpvOpFOrdEqual, bt, ay, inf));
-    r = op3(e, SpvOpSelect, ft, isz, zero, r);
+    uint32_t anynan = op2(e, SpvOpLogicalOr, bt, op1(e, SpvOpIsNan, bt, x),
+                          op1(e, SpvOpIsNan, bt, y));
+    uint32_t nan = kl_spv_const_float(sm, t->bits, NAN);
+    uint32_t r;
+    if (t->bits == 32) {
+        uint32_t dt = kl_spv_float(sm, 64);
+        uint32_t dx = op1(e, SpvOpFConvert, dt, x);
+        uint32_t dy = op1(e, SpvOpFConvert, dt, y);
+        uint32_t sum = fop(e, SpvOpFAdd, dt, fop(e, SpvOpFMul, dt, dx, dx),
+                           fop(e, SpvOpFMul, dt, dy, dy));
+        r = op1(e, SpvOpFConvert, ft, ext(e, dt, GLSLstd450Sqrt, &sum, 1));
+    }
+    else {
+#define DC(v) kl_spv_const_float(sm, 64, (v))
+        uint32_t lt = op2(e, SpvOpFOrdLessThan, bt, ax, ay);
+        uint32_t hi = op3(e, SpvOpSelect, ft, lt, ay, ax);
+        uint32_t lo = op3(e, SpvOpSelect, ft, lt, ax, ay);
+        uint32_t big = op2(e, SpvOpFOrdGreaterThan, bt, hi, DC(0x1p511));
+        uint32_t tiny = op2(e, SpvOpLogicalAnd, bt,
+                            op1(e, SpvOpLogicalNot, bt, big),
+                            op2(e, SpvOpFOrdLessThan, bt, lo, DC(0x1p-511)));
+        uint32_t sin = op3(e, SpvOpSelect, ft, big, DC(0x1p-600),
+                           op3(e, SpvOpSelect, ft, tiny, DC(0x1p600),
+                               DC(1.0)));
+        uint32_t sout = op3(e, SpvOpSelect, ft, big, DC(0x1p600),
+                            op3(e, SpvOpSelect, ft, tiny, DC(0x1p-600),
+                                DC(1.0)));
+        uint32_t a = fop(e, SpvOpFMul, ft, hi, sin);
+        uint32_t b = fop(e, SpvOpFMul, ft, lo, sin);
+        uint32_t two = DC(2.0);
+        uint32_t sum = fop(e, SpvOpFAdd, ft, fop(e, SpvOpFMul, ft, a, a),
+                           fop(e, SpvOpFMul, ft, b, b));
+        uint32_t h = ext(e, ft, GLSLstd450Sqrt, &sum, 1);
+        uint32_t near = op2(e, SpvOpFOrdLessThanEqual, bt, h,
+                            fop(e, SpvOpFMul, ft, two, b));
+        /* h <= 2 ay: delta = h - ay, t1 = ax * (2 delta - ax),
+         *            t2 = (delta - 2 (ax - ay)) * delta;
+         * else:      delta = h - ax, t1 = 2 delta * (ax - 2 ay),
+         *            t2 = (4 delta - ay) * ay + delta * delta */
+        uint32_t d1 = fop(e, SpvOpFSub, ft, h, b);
+        uint32_t t1a = fop(e, SpvOpFMul, ft, a, fop(
+            e, SpvOpFSub, ft, fop(e, SpvOpFMul, ft, two, d1), a));
+        uint32_t t2a = fop(e, SpvOpFMul, ft, fop(
+            e, SpvOpFSub, ft, d1, fop(e, SpvOpFMul, ft, two,
+                                      fop(e, SpvOpFSub, ft, a, b))), d1);
+        uint32_t d2 = fop(e, SpvOpFSub, ft, h, a);
+        uint32_t t1b = fop(e, SpvOpFMul, ft, fop(e, SpvOpFMul, ft, two, d2),
+                           fop(e, SpvOpFSub, ft, a,
+                               fop(e, SpvOpFMul, ft, two, b)));
+        uint32_t t2b = fop(e, SpvOpFAdd, ft, fop(
+            e, SpvOpFMul, ft, fop(e, SpvOpFSub, ft,
+                                  fop(e, SpvOpFMul, ft, DC(4.0), d2), b), b),
+            fop(e, SpvOpFMul, ft, d2, d2));
+        uint32_t t1 = op3(e, SpvOpSelect, ft, near, t1a, t1b);
+        uint32_t t2 = op3(e, SpvOpSelect, ft, near, t2a, t2b);
+        uint32_t corr = fop(e, SpvOpFDiv, ft, fop(e, SpvOpFAdd, ft, t1, t2),
+                            fop(e, SpvOpFMul, ft, two, h));
+        h = fop(e, SpvOpFSub, ft, h, corr);
+        r = fop(e, SpvOpFMul, ft, h, sout);
+        /* ay negligible: ax + ay (tiny: ax >= ay / EPS, else
+         * ay <= ax * EPS) */
+        uint32_t negl = op3(e, SpvOpSelect, bt, tiny,
+                            op2(e, SpvOpFOrdGreaterThanEqual, bt, hi, fop(
+                                e, SpvOpFMul, ft, lo, DC(0x1p54))),
+                            op2(e, SpvOpFOrdLessThanEqual, bt, lo, fop(
+                                e, SpvOpFMul, ft, hi, DC(0x1p-54))));
+        r = op3(e, SpvOpSelect, ft, negl, fop(e, SpvOpFAdd, ft, hi, lo), r);
+#undef DC
+    }
+    r = op3(e, SpvOpSelect, ft, anynan, nan, r);
     return op3(e, SpvOpSelect, ft, anyinf, inf, r);
+}
+
+/* |x| ** y for float32 x > 0 and y finite, computed in float64 and
+ * rounded once: log2 by the series of atanh((m - 1) / (m + 1)) and exp2
+ * by Taylor's series of the fraction, each within a few float64 ulps, so
+ * the float32 result is correctly rounded except within ~1e-14 of a
+ * rounding boundary (as libm's powf, which also works in float64). */
+static uint32_t
+powf_by_f64(Em *e, uint32_t ax, uint32_t y)
+{
+    KlSpvMod *sm = &e->sm;
+    uint32_t dt = kl_spv_float(sm, 64), it = kl_spv_int(sm, 64);
+    uint32_t bt = kl_spv_bool(sm);
+#define DC(v) kl_spv_const_float(sm, 64, (v))
+#define IC(v) kl_spv_const_int(sm, 64, (uint64_t)(v))
+#define MUL(a, b) fop(e, SpvOpFMul, dt, (a), (b))
+#define ADD(a, b) fop(e, SpvOpFAdd, dt, (a), (b))
+    uint32_t dx = op1(e, SpvOpFConvert, dt, ax);
+    uint32_t dy = op1(e, SpvOpFConvert, dt, y);
+    uint32_t bits = op1(e, SpvOpBitcast, it, dx);
+    uint32_t ex = op2(e, SpvOpISub, it, op2(e, SpvOpShiftRightLogical, it,
+                                             bits, IC(52)), IC(1023));
+    uint32_t m = op1(e, SpvOpBitcast, dt, op2(
+        e, SpvOpBitwiseOr, it,
+        op2(e, SpvOpBitwiseAnd, it, bits, IC(((uint64_t)1 << 52) - 1)),
+        IC((uint64_t)1023 << 52)));
+    uint32_t hi = op2(e, SpvOpFOrdGreaterThan, bt, m,
+                      DC(1.4142135623730951));
+    m = op3(e, SpvOpSelect, dt, hi, MUL(m, DC(0.5)), m);
+    ex = op3(e, SpvOpSelect, it, hi, op2(e, SpvOpIAdd, it, ex, IC(1)), ex);
+    uint32_t sv = fop(e, SpvOpFDiv, dt, fop(e, SpvOpFSub, dt, m, DC(1.0)),
+                      ADD(m, DC(1.0)));
+    uint32_t s2 = MUL(sv, sv);
+    uint32_t p = DC(1.0 / 25.0);
+    for (int k = 23; k >= 3; k -= 2) {
+        p = ADD(MUL(p, s2), DC(1.0 / k));
+    }
+    p = MUL(p, s2);                         /* s2/3 + s2^2/5 + ... */
+    uint32_t lnm = MUL(MUL(DC(2.0), sv), ADD(DC(1.0), p));
+    uint32_t l2 = ADD(op1(e, SpvOpConvertSToF, dt, ex),
+                      MUL(lnm, DC(1.4426950408889634074)));
+    uint32_t t = MUL(dy, l2);
+    uint32_t tl[3] = {t, DC(-400.0), DC(400.0)};
+    t = ext(e, dt, GLSLstd450FClamp, tl, 3);
+    uint32_t n = ext(e, dt, GLSLstd450RoundEven, &t, 1);
+    uint32_t g = MUL(fop(e, SpvOpFSub, dt, t, n), DC(0.69314718055994530942));
+    double fact = 1.0;
+    for (int k = 2; k <= 17; k++) {
+        fact *= k;
+    }
+    uint32_t q = DC(1.0 / fact);            /* 1/17! */
+    for (int k = 16; k >= 0; k--) {
+        fact /= (k + 1);
+        q = ADD(MUL(q, g), DC(1.0 / fact));
+    }
+    /* 2**n in two normal factors (|n| <= 400) */
+    uint32_t ni = op1(e, SpvOpConvertFToS, it, n);
+    uint32_t n1 = op2(e, SpvOpSDiv, it, ni, IC(2));
+    uint32_t n2 = op2(e, SpvOpISub, it, ni, n1);
+    uint32_t f1 = op1(e, SpvOpBitcast, dt, op2(
+        e, SpvOpShiftLeftLogical, it, op2(e, SpvOpIAdd, it, n1, IC(1023)),
+        IC(52)));
+    uint32_t f2 = op1(e, SpvOpBitcast, dt, op2(
+        e, SpvOpShiftLeftLogical, it, op2(e, SpvOpIAdd, it, n2, IC(1023)),
+        IC(52)));
+    uint32_t r = MUL(MUL(q, f1), f2);
+    return op1(e, SpvOpFConvert, kl_spv_float(sm, 32), r);
+#undef DC
+#undef IC
+#undef MUL
+#undef ADD
+}
+
+/* powf(x, y) with C99's special cases (GLSL's Pow is undefined for
+ * x <= 0 and far less accurate than libm's): the general case by
+ * powf_by_f64 (so float32 ** needs shaderFloat64). */
+static uint32_t
+emit_powf(Em *e, const KlType *t, uint32_t x, uint32_t y)
+{
+    KlSpvMod *sm = &e->sm;
+    uint32_t ft = reg_type(e, t), bt = kl_spv_bool(sm);
+#define FC(v) kl_spv_const_float(sm, 32, (v))
+#define SEL(c, a, b) op3(e, SpvOpSelect, ft, (c), (a), (b))
+#define AND(a, b) op2(e, SpvOpLogicalAnd, bt, (a), (b))
+#define OR(a, b) op2(e, SpvOpLogicalOr, bt, (a), (b))
+    uint32_t zero = FC(0.0), one = FC(1.0), inf = FC(INFINITY);
+    uint32_t ax = ext(e, ft, GLSLstd450FAbs, &x, 1);
+    uint32_t ay = ext(e, ft, GLSLstd450FAbs, &y, 1);
+    uint32_t yfin = op2(e, SpvOpFOrdLessThan, bt, ay, inf);
+    uint32_t fl = ext(e, ft, GLSLstd450Floor, &y, 1);
+    uint32_t yint = AND(yfin, op2(e, SpvOpFOrdEqual, bt, fl, y));
+    uint32_t half = fop(e, SpvOpFMul, ft, y, FC(0.5));
+    uint32_t hf = ext(e, ft, GLSLstd450Floor, &half, 1);
+    uint32_t rem2 = fop(e, SpvOpFSub, ft, y, fop(e, SpvOpFMul, ft, FC(2.0),
+                                                  hf));
+    uint32_t yodd = AND(AND(yint, op2(e, SpvOpFOrdLessThan, bt, ay,
+                                      FC(16777216.0))),
+                        op2(e, SpvOpFOrdEqual, bt, rem2, one));
+    uint32_t yneg = op2(e, SpvOpFOrdLessThan, bt, y, zero);
+    uint32_t xneg = op2(e, SpvOpFOrdLessThan, bt, x, zero);
+    /* general: |x| ** y, negated for x < 0 and odd y */
+    uint32_t r = powf_by_f64(e, ax, y);
+    r = SEL(AND(xneg, yodd), fop(e, SpvOpFNegate, ft, r, 0), r);
+    r = SEL(AND(xneg, op1(e, SpvOpLogicalNot, bt, yint)), FC(NAN), r);
+    /* x infinite: |x| ** y is inf or 0; the sign as for finite x */
+    uint32_t xinf = op2(e, SpvOpFOrdEqual, bt, ax, inf);
+    uint32_t mag = SEL(yneg, zero, inf);
+    uint32_t ri = SEL(AND(xneg, yodd), fop(e, SpvOpFNegate, ft, mag, 0), mag);
+    r = SEL(xinf, ri, r);
+    /* x zero: inf for y < 0, 0 for y > 0, the sign of x for odd y */
+    uint32_t xz = op2(e, SpvOpFOrdEqual, bt, x, zero);
+    uint32_t mz = SEL(yneg, inf, zero);
+    uint32_t rz = SEL(yodd, emit_copysign(e, t, mz, x), mz);
+    r = SEL(xz, rz, r);
+    /* y infinite: 1 for |x| == 1, else 0 or inf */
+    uint32_t yinf = op2(e, SpvOpFOrdEqual, bt, ay, inf);
+    uint32_t big = op2(e, SpvOpFOrdGreaterThan, bt, ax, one);
+    uint32_t ry = SEL(op2(e, SpvOpLogicalEqual, bt, big, yneg), zero, inf);
+    ry = SEL(op2(e, SpvOpFOrdEqual, bt, ax, one), one, ry);
+    r = SEL(yinf, ry, r);
+    r = SEL(OR(op1(e, SpvOpIsNan, bt, x), op1(e, SpvOpIsNan, bt, y)),
+            FC(NAN), r);
+    r = SEL(op2(e, SpvOpFOrdEqual, bt, x, one), one, r);
+    return SEL(op2(e, SpvOpFOrdEqual, bt, y, zero), one, r);
+#undef FC
+#undef SEL
+#undef AND
+#undef OR
 }
 
 /* libm function fn of type t on args (ops.h `math`); 0 with d filled
@@ -1000,9 +1206,10 @@ emit_math(Em *e, const KlInst *in, const uint32_t *args)
         (void)ft;
         return emit_fmod(e, t, args[0], args[1]);
     }
+    if (fn == KL_MATH_pow && t->bits == 32) {
+        return emit_powf(e, t, args[0], args[1]);
+    }
     if (fn == KL_MATH_hypot) {
-        /* float64 too (abs() of complex128): within 2 ulp of libm's
-         * correctly rounded hypot (docs/gpu.md) */
         return emit_hypot(e, t, args[0], args[1]);
     }
     if (t->bits == 32 && fn == KL_MATH_log10) {
@@ -1055,13 +1262,20 @@ emit_elemptr(Em *e, const ArrVal *a, const uint32_t *idx)
         }
     }
     off = op2(e, SpvOpIAdd, e->i64t, off, a->off);
-    Bind *b = &e->bvars[a->binding];
     uint32_t r = kl_spv_id(&e->sm);
+    if (a->binding <= PRIV(0)) {
+        Bind *b = &e->privs[PRIV(0) - a->binding];
+        SPV(&e->sm, B, SpvOpAccessChain, b->elem_ptr, r, b->var, off);
+        return r;
+    }
+    Bind *b = &e->bvars[a->binding];
     SPV(&e->sm, B, SpvOpAccessChain, b->elem_ptr, r, b->var, cu32(e, 0), off);
     return r;
 }
 
-/* `scratch` instruction in: a fresh binding of imm.i elements. */
+/* `scratch` instruction in: a fresh private array of imm.i elements
+ * (each invocation has its own: the scratch of a nested pfor's partials
+ * would otherwise be shared by all invocations of a parallel kernel). */
 static ArrVal *
 emit_scratch(Em *e, const KlInst *in)
 {
@@ -1070,10 +1284,25 @@ emit_scratch(Em *e, const KlInst *in)
         kl_internal_error(e->d, "%s: bad scratch", e->f->name);
         return NULL;
     }
-    int32_t b = add_binding(e, -1, t->elem, in->imm.i);
-    ArrVal *a = b < 0 ? NULL : new_arr(e, b, t);
+    if (in->imm.i > MAX_PRIV_ELEMS || e->npriv == 32) {
+        fail_line(e, in->line, "a prange reduction this large inside a "
+                  "function called from a parallel loop");
+        return NULL;
+    }
+    KlSpvMod *sm = &e->sm;
+    Bind *pb = &e->privs[e->npriv];
+    pb->mem = mem_type(e, t->elem);
+    uint32_t w[2] = {pb->mem, cu32(e, (uint32_t)(in->imm.i > 0 ? in->imm.i
+                                                                  : 1))};
+    uint32_t at = kl_spv_fresh_type(sm, SpvOpTypeArray, w, 2);
+    pb->var = kl_spv_id(sm);
+    SPV(sm, &sm->types, SpvOpVariable,
+        kl_spv_ptr(sm, SpvStorageClassPrivate, at), pb->var,
+        SpvStorageClassPrivate);
+    pb->elem_ptr = kl_spv_ptr(sm, SpvStorageClassPrivate, pb->mem);
+    ArrVal *a = new_arr(e, PRIV(e->npriv), t);
+    e->npriv++;
     if (a != NULL) {
-        e->binds[b].written = 1;
         a->off = ci64(e, 0);
         a->shape[0] = ci64(e, in->imm.i);
         a->stride[0] = ci64(e, 1);
@@ -1097,14 +1326,130 @@ return_now(Em *e)
     }
 }
 
-/* `raise` instruction in: claims the status buffer (word 0 from 0 to
- * site + 1); the winner writes the payload; sets the raised flag and
- * returns. */
+/* The int64 payload operand k of raise `in` (0 past its operands). */
+static uint32_t
+raise_payload(Em *e, const KlInst *in, int32_t k)
+{
+    if (k >= in->nargs) {
+        return ci64(e, 0);
+    }
+    const KlType *t = vtype(e, in->args[k]);
+    uint32_t v = val(e, in->args[k]);
+    if (t->kind != KL_T_INT || t->bits != 64) {
+        v = emit_cast(e, v, t, kl_i64);
+    }
+    return v;
+}
+
+/* In a PFOR entry, after chunk `chunk` raised (its site + 1 and payload
+ * in the private rsite/rpay variables): the lowest chunk's raise must
+ * win, as CPython reports the first failing iteration.  Status word 1 is
+ * a spin lock; the holder compares chunk + 1 with the one recorded in
+ * words 8..9 (0: none) and, when lower, writes site, payload and chunk.
+ * Each attempt runs inside the loop body, so lanes executing in lockstep
+ * make progress.  (Done at the entry, outside the kernel's own loops.) */
+static void
+raise_lowest(Em *e, uint32_t chunk)
+{
+    KlSpvMod *sm = &e->sm;
+    uint32_t bt = kl_spv_bool(sm), u64 = e->i64t;
+    uint32_t v2 = kl_spv_vec(sm, e->u32, 2);
+    uint32_t key = op2(e, SpvOpIAdd, u64, chunk, ci64(e, 1));
+    uint32_t site = op1(e, SpvOpLoad, e->u32, e->rsite_var);
+    uint32_t pay[3];
+    for (int32_t k = 0; k < 3; k++) {
+        pay[k] = op1(e, SpvOpLoad, u64, e->rpay_var[k]);
+    }
+    /* first a lock-free filter: word 10 holds the largest 2**32 - 1 -
+     * (chunk + 1) so far (0: none); a chunk above the lowest so far is
+     * done at once, so few chunks ever wait for the lock */
+    uint32_t k32 = op1(e, SpvOpUConvert, e->u32, op3(
+        e, SpvOpSelect, u64, op2(e, SpvOpULessThan, bt, key,
+                                 ci64(e, 0xffffffffLL)),
+        key, ci64(e, 0xffffffffLL)));
+    uint32_t inv = op2(e, SpvOpISub, e->u32, cu32(e, 0xffffffffu), k32);
+    uint32_t prev = kl_spv_id(sm);
+    SPV(sm, B, SpvOpAtomicUMax, e->u32, prev, word_ptr(e, e->status_var, 10),
+        cu32(e, SpvScopeDevice), cu32(e, 0), inv);
+    uint32_t lower = op2(e, SpvOpULessThanEqual, bt, prev, inv);
+    uint32_t done = local_var(e, bt, op1(e, SpvOpLogicalNot, bt, lower));
+    uint32_t head = kl_spv_id(sm), body = kl_spv_id(sm);
+    uint32_t cont = kl_spv_id(sm), merge = kl_spv_id(sm);
+    branch(e, head);
+    label(e, head);
+    uint32_t d = op1(e, SpvOpLoad, bt, done);
+    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+    SPV(sm, B, SpvOpBranchConditional, d, merge, body);
+    label(e, body);
+    /* one lane of the subgroup at a time: lavapipe may perform an atomic
+     * on one address for several lanes at once, handing all of them the
+     * same old value */
+    uint32_t elect = kl_spv_id(sm), one = kl_spv_id(sm);
+    uint32_t try_ = kl_spv_id(sm);
+    sm->subgroup = 1;
+    SPV(sm, B, SpvOpGroupNonUniformElect, bt, elect,
+        cu32(e, SpvScopeSubgroup));
+    SPV(sm, B, SpvOpSelectionMerge, try_, SpvSelectionControlMaskNone);
+    SPV(sm, B, SpvOpBranchConditional, elect, one, try_);
+    label(e, one);
+    uint32_t old = kl_spv_id(sm);
+    SPV(sm, B, SpvOpAtomicCompareExchange, e->u32, old,
+        word_ptr(e, e->status_var, 1), cu32(e, SpvScopeDevice),
+        cu32(e, 0x48), cu32(e, 0x42), cu32(e, 1), cu32(e, 0));
+    uint32_t got = op2(e, SpvOpIEqual, bt, old, cu32(e, 0));
+    uint32_t crit = kl_spv_id(sm), after = kl_spv_id(sm);
+    SPV(sm, B, SpvOpSelectionMerge, after, SpvSelectionControlMaskNone);
+    SPV(sm, B, SpvOpBranchConditional, got, crit, after);
+    label(e, crit);
+    uint32_t lo = op1(e, SpvOpLoad, e->u32, word_ptr(e, e->status_var, 8));
+    uint32_t hi = op1(e, SpvOpLoad, e->u32, word_ptr(e, e->status_var, 9));
+    uint32_t cur = op1(e, SpvOpBitcast, u64,
+                       op2(e, SpvOpCompositeConstruct, v2, lo, hi));
+    uint32_t better = op2(e, SpvOpLogicalOr, bt,
+                          op2(e, SpvOpIEqual, bt, cur, ci64(e, 0)),
+                          op2(e, SpvOpULessThan, bt, key, cur));
+    uint32_t wr = kl_spv_id(sm), wmerge = kl_spv_id(sm);
+    SPV(sm, B, SpvOpSelectionMerge, wmerge, SpvSelectionControlMaskNone);
+    SPV(sm, B, SpvOpBranchConditional, better, wr, wmerge);
+    label(e, wr);
+    put_word(e, 0, site);
+    for (int32_t k = 0; k < 3; k++) {
+        put_scalar(e, kl_i64, pay[k], 2 + 2 * (uint32_t)k);
+    }
+    put_scalar(e, kl_i64, key, 8);
+    branch(e, wmerge);
+    label(e, wmerge);
+    SPV(sm, B, SpvOpAtomicStore, word_ptr(e, e->status_var, 1),
+        cu32(e, SpvScopeDevice), cu32(e, 0x44), cu32(e, 0));
+    SPV(sm, B, SpvOpStore, done, kl_spv_const_bool(sm, 1));
+    branch(e, after);
+    label(e, after);
+    branch(e, try_);
+    label(e, try_);
+    branch(e, cont);
+    label(e, cont);
+    branch(e, head);
+    label(e, merge);
+}
+
+/* `raise` instruction in: in a serial kernel, claims the status buffer
+ * (word 0 from 0 to site + 1) and the winner writes the payload; in a
+ * PFOR kernel, records site + 1 and payload privately for the entry's
+ * raise_lowest.  Then sets the raised flag and returns. */
 static void
 emit_raise(Em *e, const KlInst *in)
 {
     KlSpvMod *sm = &e->sm;
     uint32_t bt = kl_spv_bool(sm);
+    if (e->kind == KL_SPV_PFOR) {
+        SPV(sm, B, SpvOpStore, e->rsite_var, cu32(e, (uint32_t)in->imm.i + 1));
+        for (int32_t k = 0; k < 3; k++) {
+            SPV(sm, B, SpvOpStore, e->rpay_var[k], raise_payload(e, in, k));
+        }
+        SPV(sm, B, SpvOpStore, e->raised_var, kl_spv_const_bool(sm, 1));
+        return_now(e);
+        return;
+    }
     uint32_t old = kl_spv_id(sm);
     SPV(sm, B, SpvOpAtomicCompareExchange, e->u32, old,
         word_ptr(e, e->status_var, 0), cu32(e, SpvScopeDevice), cu32(e, 0),
@@ -1116,12 +1461,8 @@ emit_raise(Em *e, const KlInst *in)
         SPV(sm, B, SpvOpBranchConditional, won, w, merge);
         label(e, w);
         for (int32_t k = 0; k < in->nargs && k < 3; k++) {
-            const KlType *t = vtype(e, in->args[k]);
-            uint32_t v = val(e, in->args[k]);
-            if (t->kind != KL_T_INT || t->bits != 64) {
-                v = emit_cast(e, v, t, kl_i64);
-            }
-            put_scalar(e, kl_i64, v, 2 + 2 * (uint32_t)k);
+            put_scalar(e, kl_i64, raise_payload(e, in, k),
+                       2 + 2 * (uint32_t)k);
         }
         branch(e, merge);
         label(e, merge);
@@ -1144,13 +1485,15 @@ check_raised(Em *e)
     label(e, go);
 }
 
-/* `call` instruction in: binds the callee's array params to the
- * bindings of the arrays passed, calls it and checks for a raise. */
+/* Calls module function fi with the register values pre[0..npre) for its
+ * first params, then the IR operands args[0..nargs): binds the callee's
+ * array params to the bindings of the arrays passed, and checks for a
+ * raise after the call.  *result gets the call's id (0 for none). */
 static int
-emit_call(Em *e, int32_t id)
+call_fn(Em *e, int line, int32_t fi, const uint32_t *pre, int npre,
+        const int32_t *args, int32_t nargs, uint32_t *result)
 {
-    const KlInst *in = &e->f->insts[id];
-    KlFunc *callee = e->m->funcs[in->imm.i];
+    KlFunc *callee = e->m->funcs[fi];
     int32_t *ab = calloc((size_t)callee->nparams + 1, sizeof(int32_t));
     uint32_t *w = malloc(sizeof(uint32_t)
                          * ((size_t)flat_count(callee) + 4));
@@ -1159,17 +1502,21 @@ emit_call(Em *e, int32_t id)
         nomem(e);
         goto done;
     }
-    for (int32_t k = 0; k < in->nargs; k++) {
-        int32_t a = in->args[k];
-        const KlType *t = vtype(e, a);
+    for (int k = 0; k < npre; k++) {
         ab[k] = -1;
+        w[n++] = pre[k];
+    }
+    for (int32_t k = 0; k < nargs; k++) {
+        int32_t a = args[k];
+        const KlType *t = vtype(e, a);
+        ab[npre + k] = -1;
         if (t->kind == KL_T_ARRAY) {
             const ArrVal *av = e->arr[a];
             if (av == NULL) {
-                fail_line(e, in->line, "an array chosen at run time");
+                fail_line(e, line, "an array chosen at run time");
                 goto done;
             }
-            ab[k] = av->binding;
+            ab[npre + k] = av->binding;
             w[n++] = av->off;
             for (int j = 0; j < t->ndim; j++) {
                 w[n++] = av->shape[j];
@@ -1182,7 +1529,7 @@ emit_call(Em *e, int32_t id)
             w[n++] = val(e, a);
         }
     }
-    Fn *g = get_fn(e, (int32_t)in->imm.i, ab);
+    Fn *g = get_fn(e, fi, ab);
     if (g == NULL) {
         goto done;
     }
@@ -1190,7 +1537,7 @@ emit_call(Em *e, int32_t id)
     w[1] = kl_spv_id(&e->sm);
     w[2] = g->id;
     kl_spv_inst(&e->sm, B, SpvOpFunctionCall, w, (size_t)n);
-    e->val[id] = reg_type(e, callee->ret_type) ? w[1] : 0;
+    *result = reg_type(e, callee->ret_type) ? w[1] : 0;
     if (e->raised_var != 0) {
         check_raised(e);
     }
@@ -1199,6 +1546,56 @@ done:
     free(ab);
     free(w);
     return rc;
+}
+
+/* `call` instruction id. */
+static int
+emit_call(Em *e, int32_t id)
+{
+    const KlInst *in = &e->f->insts[id];
+    return call_fn(e, in->line, (int32_t)in->imm.i, NULL, 0, in->args,
+                   in->nargs, &e->val[id]);
+}
+
+/* A `pfor` below the kernel level (a prange in a function called from a
+ * parallel body): its chunks run one after another in this invocation,
+ * as CPython runs the loop; a raise leaves at once (the lowest chunk). */
+static int
+emit_pfor_serial(Em *e, int32_t id)
+{
+    KlSpvMod *sm = &e->sm;
+    const KlInst *in = &e->f->insts[id];
+    uint32_t bt = kl_spv_bool(sm), i64 = e->i64t, r = 0;
+    if (in->nargs < 3) {
+        return kl_internal_error(e->d, "%s: pfor arity", e->f->name);
+    }
+    uint32_t nch = val(e, in->args[0]), cs = val(e, in->args[1]);
+    uint32_t nit = val(e, in->args[2]);
+    uint32_t vc = local_var(e, i64, ci64(e, 0));
+    uint32_t head = kl_spv_id(sm), body = kl_spv_id(sm);
+    uint32_t cont = kl_spv_id(sm), merge = kl_spv_id(sm);
+    branch(e, head);
+    label(e, head);
+    uint32_t c = op1(e, SpvOpLoad, i64, vc);
+    uint32_t more = op2(e, SpvOpSLessThan, bt, c, nch);
+    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+    SPV(sm, B, SpvOpBranchConditional, more, body, merge);
+    label(e, body);
+    uint32_t lo = op2(e, SpvOpIMul, i64, c, cs);
+    uint32_t left = op2(e, SpvOpISub, i64, nit, lo);
+    uint32_t len = op3(e, SpvOpSelect, i64,
+                       op2(e, SpvOpSLessThan, bt, left, cs), left, cs);
+    uint32_t pre[3] = {c, lo, op2(e, SpvOpIAdd, i64, lo, len)};
+    if (call_fn(e, in->line, (int32_t)in->imm.i, pre, 3, in->args + 3,
+                in->nargs - 3, &r) < 0) {
+        return -1;
+    }
+    branch(e, cont);
+    label(e, cont);
+    SPV(sm, B, SpvOpStore, vc, op2(e, SpvOpIAdd, i64, c, ci64(e, 1)));
+    branch(e, head);
+    label(e, merge);
+    return 0;
 }
 
 /* ---- instructions ----------------------------------------------------- */
@@ -1429,7 +1826,9 @@ emit_inst(Em *e, int32_t id)
         if (f->insts[ep].op == KL_OP_elemptr) {
             const ArrVal *av = e->arr[f->insts[ep].args[0]];
             if (av != NULL) {
-                e->binds[av->binding].written = 1;
+                if (av->binding >= 0) {
+                    e->binds[av->binding].written = 1;
+                }
             }
         }
         SPV(&e->sm, B, SpvOpStore, a[0], x);
@@ -1447,8 +1846,7 @@ emit_inst(Em *e, int32_t id)
         }
         break;
     case KL_OP_pfor:
-        return fail_line(e, in->line, "prange inside a kernel that also runs "
-                         "serial code (multi-dispatch)");
+        return emit_pfor_serial(e, id);
     default:
         return kl_internal_error(e->d, "%s: op %s reached the SPIR-V backend",
                                  f->name, kl_op_name(in->op));
@@ -1855,8 +2253,8 @@ done:
     return rc;
 }
 
-/* Rejects recursion (SPIR-V has none) and pfor outside the kernel
- * function among the functions reachable from fi. */
+/* Rejects recursion (SPIR-V has none) among the functions reachable
+ * from fi (by calls and by the bodies of nested pfor loops). */
 static int
 check_calls(Em *e, int32_t fi, uint8_t *state)
 {
@@ -1864,7 +2262,7 @@ check_calls(Em *e, int32_t fi, uint8_t *state)
     state[fi] = 1;
     for (int32_t i = 0; i < f->ninsts; i++) {
         const KlInst *in = &f->insts[i];
-        if (in->op != KL_OP_call) {
+        if (in->op != KL_OP_call && in->op != KL_OP_pfor) {
             continue;
         }
         int32_t c = (int32_t)in->imm.i;
@@ -2014,6 +2412,7 @@ pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
         SPV(sm, B, SpvOpSelectionMerge, go, SpvSelectionControlMaskNone);
         SPV(sm, B, SpvOpBranchConditional, rs, out, go);
         label(e, out);
+        raise_lowest(e, c);
         term0(e, SpvOpReturn);
         label(e, go);
     }
@@ -2112,12 +2511,16 @@ make_globals(Em *e)
     SPV(sm, &sm->types, SpvOpVariable, zp, e->zero_var,
         SpvStorageClassPrivate);
     kl_spv_name(sm, e->zero_var, "zero");
-    if (e->kind == KL_SPV_PFOR) {
+    if (e->kind == KL_SPV_PFOR && e->raised_var != 0) {
         uint32_t cp = kl_spv_ptr(sm, SpvStorageClassPrivate, e->i64t);
-        e->chunk_var = kl_spv_id(sm);
-        SPV(sm, &sm->types, SpvOpVariable, cp, e->chunk_var,
+        e->rsite_var = kl_spv_id(sm);
+        SPV(sm, &sm->types, SpvOpVariable, zp, e->rsite_var,
             SpvStorageClassPrivate);
-        kl_spv_name(sm, e->chunk_var, "chunk");
+        for (int k = 0; k < 3; k++) {
+            e->rpay_var[k] = kl_spv_id(sm);
+            SPV(sm, &sm->types, SpvOpVariable, cp, e->rpay_var[k],
+                SpvStorageClassPrivate);
+        }
     }
 }
 
@@ -2186,10 +2589,6 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
         nomem(&e);
         goto done;
     }
-    if (getenv("KL_TMP_DUMP")) { /* TMPDUMP */
-        FILE *fp = fopen(getenv("KL_TMP_DUMP"), "wb"); /* TMPDUMP */
-        if (fp) { fwrite(out->words, 4, out->nwords, fp); fclose(fp); } /* TMPDUMP */
-    } /* TMPDUMP */
     out->kind = kind;
     out->func = fi;
     out->local_size = kind == KL_SPV_PFOR ? KL_SPV_PFOR_WG : 1;

@@ -12,13 +12,21 @@
  *
  * Descriptor set 0 holds only storage buffers:
  *   binding 0  status: 12 uint32 words, zeroed by the dispatcher.
- *              word 0      0, or 1 + the raise site of the first raise
- *                          (first writer wins: atomic compare-exchange);
- *              word 1      reserved (0);
+ *              word 0      0, or 1 + the raise site of the reported raise:
+ *                          SERIAL the first (atomic compare-exchange);
+ *                          PFOR the lowest chunk's, as CPython reports
+ *                          the first failing iteration;
+ *              word 1      PFOR: a spin lock guarding words 0 and 2..9
+ *                          (0 when the dispatch ends); SERIAL: 0;
  *              words 2..7  the raise's int64 payload[3], little-endian;
- *              words 8..11 the scalar result of a serial kernel, as its C
- *                          type (KlEntry's `ret`: bool as 0/1 in the first
- *                          byte, complex as {re, im}); not written on raise.
+ *              words 8..11 SERIAL: the scalar result, as its C type
+ *                          (KlEntry's `ret`: bool as 0/1 in the first
+ *                          byte, complex as {re, im}); not written on
+ *                          raise.  PFOR: words 8..9 the reported chunk
+ *                          + 1 (uint64), word 10 2**32 - 1 - the lowest
+ *                          raising chunk + 1 (a lock-free filter), word
+ *                          11 stays 0.  Every kernel reads word 11 at
+ *                          its start as a zero the driver cannot fold.
  *              So words 0..7 read as a KlStatus once `site` is decremented.
  *   binding 1  params: read-only uint32 words, laid out below.
  *   binding 2+k  the k-th array parameter (in parameter order), then one
@@ -51,8 +59,13 @@
  * Arrays bound to different bindings must not overlap (the shader
  * assumes no aliasing): the dispatcher copies an argument that overlaps
  * another.  An invocation that raises stops; other invocations of a PFOR
- * kernel run on, and the first raise to reach the status buffer is the one
- * reported (not necessarily the lowest chunk).
+ * kernel run on (their writes stay), and the lowest raising chunk's raise
+ * is the one reported.
+ *
+ * Modules declare SignedZeroInfNanPreserve (SPV_KHR_float_controls, core
+ * in Vulkan 1.2) for the float widths they use, and GroupNonUniform
+ * (subgroup elect, in every Vulkan 1.1 compute stage) when a PFOR kernel
+ * can raise.  float32 `**` and abs(complex64) compute in float64.
  */
 #ifndef KILN_SPIRV_KERNEL_H
 #define KILN_SPIRV_KERNEL_H
@@ -103,8 +116,9 @@ typedef struct KlSpirv {
 
 /* Emits the kernel of kind `kind` running lowered function m->funcs[fi].
  * 0, or -1 with d filled: a compile error for what the Vulkan target
- * cannot run yet (prange inside a serial kernel, recursion, float64
- * transcendental functions, array values chosen at run time), naming it. */
+ * cannot run yet (recursion, float64 transcendental functions, array
+ * values chosen at run time, a nested prange reduction of more than 65536
+ * chunks), naming it. */
 int kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
                   KlDiag *d);
 void kl_spirv_free(KlSpirv *k);
