@@ -27,7 +27,9 @@ def _seed():
     return module
 
 
-mandelbrot_grid = _seed().mandelbrot_grid   # the seed workload, unchanged
+_mandelbrot = _seed()
+mandelbrot_grid = _mandelbrot.mandelbrot_grid       # the seed workload
+mandelbrot_pixels = _mandelbrot.mandelbrot_pixels   # its GPU shape
 
 
 @kiln.jit

@@ -307,7 +307,11 @@ class Mandelbrot(Workload):
 
     def kiln(self, inp, K=K):
         out = inp["out"]
-        return lambda: (K.mandelbrot_grid(out, *self.box), out)[1]
+        # on a GPU, one invocation per pixel (a row per invocation runs
+        # past lavapipe's per-invocation loop limit, see docs/gpu.md)
+        gpu = isinstance(K, VulkanKernels)
+        fn = K.mandelbrot_pixels if gpu else K.mandelbrot_grid
+        return lambda: (fn(out, *self.box), out)[1]
 
     def cpython(self, inp):
         out = inp["out"]

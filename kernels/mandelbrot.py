@@ -1,5 +1,7 @@
 """The Mandelbrot set, computed per pixel by the plain Python function
-`mandelbrot` and over a grid by the kiln kernel `mandelbrot_grid`.
+`mandelbrot` and over a grid by the kiln kernels `mandelbrot_grid` (a
+parallel loop over rows) and `mandelbrot_pixels` (one over pixels, for
+GPUs).
 
 `mandelbrot` needs no decorator: kiln compiles it along with the kernel
 that calls it.  Run `python -m kiln.kernels.mandelbrot` to time CPython
@@ -40,6 +42,20 @@ def mandelbrot_grid(out: i64[:, ::1], re0: float, re1: float, im0: float,
         for x in range(w):
             re = re0 + (re1 - re0) * x / w
             out[y, x] = mandelbrot(complex(re, im))
+
+
+@kiln.jit
+def mandelbrot_pixels(out: i64[:, ::1], re0: float, re1: float, im0: float,
+                      im1: float) -> None:
+    """The same grid as mandelbrot_grid, with one parallel iteration per
+    pixel: the shape GPUs want (many short invocations)."""
+    h, w = out.shape
+    for p in prange(h * w):
+        y = p // w
+        x = p % w
+        im = im0 + (im1 - im0) * y / h
+        re = re0 + (re1 - re0) * x / w
+        out[y, x] = mandelbrot(complex(re, im))
 
 
 def _timed(fn, *args):

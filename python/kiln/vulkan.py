@@ -26,7 +26,7 @@ __all__ = ["is_available", "device_name", "to_device", "DeviceArray"]
 # False even with a device present, since callers (and the test suite)
 # take it to mean "Vulkan kernels run here"; device_name() and the runtime
 # work regardless (_device_info()).
-_TARGET_READY = False
+_TARGET_READY = True
 
 _lock = threading.Lock()
 _status = None      # (available, reason when not, device info dict)
