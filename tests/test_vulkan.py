@@ -212,6 +212,19 @@ def test_prange(rng):
 
 
 @needs_device
+def test_array_beyond_storage_range():
+    """An array larger than one storage binding may span raises instead of
+    being computed in part."""
+    limit = kiln.vulkan._device_info()["max_storage_buffer_range"]
+    n = limit // 8 + 1
+    with pytest.raises(ValueError, match="storage-buffer range"):
+        vk(pfill)(np.zeros(n), np.zeros(n))
+    y = np.zeros(16)
+    vk(pfill)(np.ones(16), y)       # the kernel itself still works
+    assert (y == 2.0).all()
+
+
+@needs_device
 def test_prange_raises():
     a = np.zeros(10, np.int64)
     f = vk(pcheck)

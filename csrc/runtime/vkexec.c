@@ -353,6 +353,16 @@ bind_arrays(Call *c, void *const *vals)
                             "the Vulkan target needs array strides that are "
                             "multiples of the item size");
         }
+        const KlVkInfo *info = kl_vk_info();
+        if (info != NULL && bd->size > info->max_storage_buffer_range) {
+            return kl_error(c->d, KL_DIAG_VALUE, 0,
+                            "an array of %llu bytes exceeds the device's "
+                            "storage-buffer range (%llu bytes); larger arrays "
+                            "are not supported on the Vulkan target yet",
+                            (unsigned long long)bd->size,
+                            (unsigned long long)
+                            info->max_storage_buffer_range);
+        }
         uint64_t off;
         KlVkBuffer *dev = kl_vk_devmem_find(bd->lo, &off);
         if (dev != NULL) {
