@@ -1451,4 +1451,14 @@ def test_writes_stay_in_view(target, rng):
             with np.errstate(all="ignore"):
                 f(view(mine))
                 reference(f)(view(theirs))
-            assert mine.tobytes(order="A") == theirs.tobytes(order="A")
+            if target != "vulkan":
+                assert mine.tobytes(order="A") == theirs.tobytes(order="A")
+                continue
+            # a GPU may give a NaN another sign bit (docs/gpu.md): the
+            # view's values compare NaN-blind, every other byte exactly
+            inside = np.zeros(b.shape, bool)
+            view(inside)[...] = True
+            assert mine[~inside].tobytes() == theirs[~inside].tobytes()
+            m, t = mine[inside], theirs[inside]
+            same = (m == t) | ((m != m) & (t != t))
+            assert same.all(), (m[~same], t[~same])
