@@ -1284,6 +1284,11 @@ emit_guard(Par *P, int line)
         int32_t lt[2] = {idx, dim};
         int32_t in = emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT, 2,
                              lt);
+        /* idx wraps below zero only past 2**63: then take the checked copy */
+        int32_t ge[2] = {idx, kl_const_int(g, 0, kl_pyint, 0, line)};
+        in = binop(g, 0, KL_BIN_AND, kl_bool, line, in,
+                   emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_GE, 2,
+                           ge));
         ok = ok < 0 ? in : binop(g, 0, KL_BIN_AND, kl_bool, line, ok, in);
         if (arr < 0 || ok < 0) {
             return -1;
