@@ -79,9 +79,49 @@ def target(request):
     return request.param
 
 
+# every Vulkan dispatcher the session makes, for spirv_val_everything
+_VULKAN_DISPATCHERS = []
+
+
 def jit(fn, target="cpu", **options):
     """A fresh dispatcher for fn (so specialisations never leak between tests)."""
-    return kiln.jit(target=target, **options)(fn)
+    d = kiln.jit(target=target, **options)(fn)
+    if target == "vulkan" and not JIT_DISABLED:
+        _VULKAN_DISPATCHERS.append(d)
+    return d
+
+
+@pytest.fixture(scope="session", autouse=True)
+def spirv_val_everything(tmp_path_factory):
+    """After the session: spirv-val accepts every SPIR-V module the suite's
+    Vulkan kernels emitted (each distinct module once)."""
+    yield
+    import hashlib
+    import shutil
+    import subprocess
+    if not _VULKAN_DISPATCHERS or shutil.which("spirv-val") is None:
+        return
+    folder = tmp_path_factory.mktemp("spirv")
+    seen, bad = set(), []
+    for d in _VULKAN_DISPATCHERS:
+        for sig in d.signatures:
+            try:
+                modules = d._spirv_modules(signature=sig)
+            except (ValueError, kiln.CompileError):
+                continue
+            for words in modules:
+                key = hashlib.sha1(words).hexdigest()
+                if key in seen:
+                    continue
+                seen.add(key)
+                path = folder / f"{key}.spv"
+                path.write_bytes(words)
+                r = subprocess.run(["spirv-val", "--target-env", "vulkan1.1",
+                                    str(path)], capture_output=True, text=True)
+                if r.returncode != 0:
+                    bad.append(f"{d.__name__} {sig}: {r.stdout}{r.stderr}")
+    assert not bad, f"spirv-val rejected {len(bad)} of {len(seen)} modules:\n" \
+        + "\n".join(bad[:5])
 
 
 # ---------------------------------------------------------------------------
