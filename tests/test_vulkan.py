@@ -211,6 +211,27 @@ def test_prange(rng):
     check(vk(pminmax), rand_array(rng, np.int64, (500,)))
 
 
+def long_sum(n):
+    t = 0
+    for i in range(n):
+        t += i
+    return t
+
+
+@needs_device
+def test_lavapipe_loop_limit_is_an_error():
+    """Lavapipe stops a shader's loops after 65535 steps of an invocation;
+    kiln counts them there and raises instead of returning a wrong result.
+    Real drivers have no such limit: the result is CPython's."""
+    f = vk(long_sum)
+    assert f(1000) == long_sum(1000)
+    if "llvmpipe" in kiln.vulkan.device_name().lower():
+        with pytest.raises(RuntimeError, match="loop limit"):
+            f(70000)
+    else:
+        assert f(70000) == long_sum(70000)
+
+
 @needs_device
 def test_array_beyond_storage_range():
     """An array larger than one storage binding may span raises instead of

@@ -487,6 +487,13 @@ run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
     }
     rc = kl_vk_batch_submit(batch, d);
     batch = NULL;
+    if (rc == 0 && c->words[12] != 0) {
+        rc = kl_error(d, KL_DIAG_RUNTIME, 0, "the Vulkan driver stopped a "
+                      "loop after %d steps of one invocation (lavapipe's "
+                      "loop limit), so the results are incomplete; give "
+                      "each prange iteration less serial work",
+                      KL_SPV_LOOP_LIMIT);
+    }
 done:
     kl_vk_batch_discard(batch);
     for (int32_t b = 0; c->bound != NULL && b < nb; b++) {

@@ -36,6 +36,7 @@
 #include "../../passes/structure.h"
 #include "builder.h"
 #include "kernel.h"
+#include "../../runtime/vulkan.h"
 
 /* An array value: a binding plus run-time geometry (int64 ids). */
 typedef struct ArrVal {
@@ -85,6 +86,7 @@ typedef struct Em {
     KlSpvKind kind;
     /* kernel-wide */
     uint32_t u32, i64t, status_var, params_var, raised_var;
+    uint32_t steps_var;         /* loop steps run (lavapipe guard), or 0 */
     uint32_t zero_var;          /* Private uint32 holding 0, read from the
                                    status buffer (opaque to the driver) */
     uint32_t rsite_var;         /* PFOR: Private uint32, raise site + 1 */
@@ -116,6 +118,8 @@ typedef struct Em {
     int32_t ncons;
     int32_t *label_con;         /* construct index of an open label */
 } Em;
+
+static void loop_merge(Em *e, uint32_t merge, uint32_t cont);
 
 #define B (&e->body)
 
@@ -934,7 +938,7 @@ emit_fmod(Em *e, const KlType *t, uint32_t x, uint32_t y)
     label(e, head);
     uint32_t cn = op1(e, SpvOpLoad, it, vn);
     uint32_t more = op2(e, SpvOpSGreaterThan, bt, cn, IC(0));
-    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+    loop_merge(e, merge, cont);
     SPV(sm, B, SpvOpBranchConditional, more, body, merge);
     label(e, body);
     uint32_t sh = op3(e, SpvOpSelect, it,
@@ -1378,7 +1382,7 @@ raise_lowest(Em *e, uint32_t chunk)
     branch(e, head);
     label(e, head);
     uint32_t d = op1(e, SpvOpLoad, bt, done);
-    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+    loop_merge(e, merge, cont);
     SPV(sm, B, SpvOpBranchConditional, d, merge, body);
     label(e, body);
     /* one lane of the subgroup at a time: lavapipe may perform an atomic
@@ -1578,7 +1582,7 @@ emit_pfor_serial(Em *e, int32_t id)
     label(e, head);
     uint32_t c = op1(e, SpvOpLoad, i64, vc);
     uint32_t more = op2(e, SpvOpSLessThan, bt, c, nch);
-    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+    loop_merge(e, merge, cont);
     SPV(sm, B, SpvOpBranchConditional, more, body, merge);
     label(e, body);
     uint32_t lo = op2(e, SpvOpIMul, i64, c, cs);
@@ -1882,7 +1886,7 @@ open_con(Em *e, const KlSNode *nd)
     e->ncons++;
     branch(e, head);
     label(e, head);
-    SPV(sm, B, SpvOpLoopMerge, c->merge, c->cont, SpvLoopControlMaskNone);
+    loop_merge(e, c->merge, c->cont);
     branch(e, body);
     label(e, body);
     return 0;
@@ -2340,6 +2344,42 @@ call_kernel(Em *e, Fn *g, uint32_t *w, int n)
     return reg_type(e, f->ret_type) ? w[1] : 0;
 }
 
+/* OpLoopMerge of a loop header; with the lavapipe guard on, the header
+ * first counts one loop step. */
+static void
+loop_merge(Em *e, uint32_t merge, uint32_t cont)
+{
+    KlSpvMod *sm = &e->sm;
+    if (e->steps_var != 0) {
+        uint32_t n = op1(e, SpvOpLoad, e->u32, e->steps_var);
+        SPV(sm, B, SpvOpStore, e->steps_var,
+            op2(e, SpvOpIAdd, e->u32, n, cu32(e, 1)));
+    }
+    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+}
+
+/* Returns from the entry point; with the lavapipe guard on, first sets
+ * status word 12 when the invocation reached the driver's loop limit. */
+static void
+entry_return(Em *e)
+{
+    if (e->steps_var != 0) {
+        KlSpvMod *sm = &e->sm;
+        uint32_t n = op1(e, SpvOpLoad, e->u32, e->steps_var);
+        uint32_t hit = op2(e, SpvOpUGreaterThanEqual, kl_spv_bool(sm), n,
+                           cu32(e, KL_SPV_LOOP_LIMIT));
+        uint32_t yes = kl_spv_id(sm), end = kl_spv_id(sm);
+        SPV(sm, B, SpvOpSelectionMerge, end, SpvSelectionControlMaskNone);
+        SPV(sm, B, SpvOpBranchConditional, hit, yes, end);
+        label(e, yes);
+        SPV(sm, B, SpvOpAtomicStore, word_ptr(e, e->status_var, 12),
+            cu32(e, SpvScopeDevice), cu32(e, 0), cu32(e, 1));
+        branch(e, end);
+        label(e, end);
+    }
+    term0(e, SpvOpReturn);
+}
+
 /* The SERIAL entry: decode, call, store the result unless raised. */
 static void
 serial_body(Em *e, Fn *g, uint32_t *w)
@@ -2349,7 +2389,7 @@ serial_body(Em *e, Fn *g, uint32_t *w)
     decode_params(e, f, 0, 0, w, &n);
     uint32_t r = call_kernel(e, g, w, n);
     if (r == 0) {
-        term0(e, SpvOpReturn);
+        entry_return(e);
         return;
     }
     if (e->raised_var != 0) {
@@ -2366,7 +2406,7 @@ serial_body(Em *e, Fn *g, uint32_t *w)
     else {
         put_scalar(e, f->ret_type, r, 8);
     }
-    term0(e, SpvOpReturn);
+    entry_return(e);
 }
 
 /* The PFOR entry: grid-stride loop over chunks (kernel.h). */
@@ -2394,7 +2434,7 @@ pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
     label(e, head);
     uint32_t c = op1(e, SpvOpLoad, i64, cvar);
     uint32_t more = op2(e, SpvOpSLessThan, bt, c, nchunks);
-    SPV(sm, B, SpvOpLoopMerge, merge, cont, SpvLoopControlMaskNone);
+    loop_merge(e, merge, cont);
     SPV(sm, B, SpvOpBranchConditional, more, body, merge);
     label(e, body);
     /* lo = c * cs; hi = lo + min(cs, niters - lo) */
@@ -2413,7 +2453,7 @@ pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
         SPV(sm, B, SpvOpBranchConditional, rs, out, go);
         label(e, out);
         raise_lowest(e, c);
-        term0(e, SpvOpReturn);
+        entry_return(e);
         label(e, go);
     }
     branch(e, cont);
@@ -2421,7 +2461,7 @@ pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
     SPV(sm, B, SpvOpStore, cvar, op2(e, SpvOpIAdd, i64, c, grid));
     branch(e, head);
     label(e, merge);
-    term0(e, SpvOpReturn);
+    entry_return(e);
 }
 
 /* Emits "main" for kernel function instance g; returns the params size
@@ -2507,6 +2547,11 @@ make_globals(Em *e)
         kl_spv_name(sm, e->raised_var, "raised");
     }
     uint32_t zp = kl_spv_ptr(sm, SpvStorageClassPrivate, e->u32);
+    if (e->steps_var != 0) {
+        SPV(sm, &sm->types, SpvOpVariable, zp, e->steps_var,
+            SpvStorageClassPrivate, cu32(e, 0));
+        kl_spv_name(sm, e->steps_var, "loop_steps");
+    }
     e->zero_var = kl_spv_id(sm);
     SPV(sm, &sm->types, SpvOpVariable, zp, e->zero_var,
         SpvStorageClassPrivate);
@@ -2566,6 +2611,10 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
     e.d = d;
     e.kind = kind;
     kl_spv_init(&e.sm);
+    const KlVkInfo *vi = kl_vk_info();
+    if (vi != NULL && strstr(vi->name, "llvmpipe") != NULL) {
+        e.steps_var = kl_spv_id(&e.sm);     /* lavapipe: guard loops */
+    }
     if (check_kernel(&e, fi, kind) < 0) {
         goto done;
     }

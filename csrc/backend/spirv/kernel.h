@@ -74,8 +74,11 @@
 
 /* Workgroup size (x) of PFOR kernels. */
 #define KL_SPV_PFOR_WG 64
-/* Words of the status buffer (binding 0). */
-#define KL_SPV_STATUS_WORDS 12
+/* Words of the status buffer (binding 0).  Word 12 is set when an
+ * invocation ran KL_SPV_LOOP_LIMIT loop steps on a device that stops loops
+ * there (Mesa's lavapipe): its results are then incomplete. */
+#define KL_SPV_STATUS_WORDS 13
+#define KL_SPV_LOOP_LIMIT 65535
 /* First buffer binding of the array parameters. */
 #define KL_SPV_FIRST_ARRAY 2
 
