@@ -695,8 +695,8 @@ def measure(w, impl, make, inp, ref, repeat, budget=20.0, check=None,
     (seconds), all times, the first call's time, and an error if any.
     check(result) replaces w.check(result, ref, impl) when given; keep (a
     dict) receives the checked result under "result".  For the Vulkan
-    target, a CompileError, or a ValueError for arrays beyond the device's
-    limits, gives "na" (the reason) instead of an error."""
+    target, a CompileError, or an error for arrays or loops beyond the
+    device's limits, gives "na" (the reason) instead of an error."""
     rec = {}
     try:
         run = make(copies(inp))
@@ -705,8 +705,9 @@ def measure(w, impl, make, inp, ref, repeat, budget=20.0, check=None,
         err = check(result) if check else w.check(result, ref, impl)
     except Exception as e:  # a kernel that fails is reported, not fatal
         msg = str(e).splitlines()[0] if str(e) else ""
-        if impl == "kiln_vulkan" and isinstance(e, (kiln.CompileError,
-                                                    ValueError)):
+        if impl == "kiln_vulkan" and (
+                isinstance(e, (kiln.CompileError, ValueError))
+                or "loop limit" in str(e)):
             rec["na"] = " ".join(str(e).split())
             return rec
         err = f"{type(e).__name__}: {msg}"
