@@ -23,6 +23,7 @@
 #include <string.h>
 
 #define KL_MAX_CHUNKS 256
+#define KL_MIN_FLAT_CHUNK 16384  /* see min_chunk */
 /* The Vulkan target (KlOptions.target 1) runs each chunk as one GPU
  * invocation: loops without reductions get chunk size 1 up to this many
  * chunks, loops with reductions at most KL_VK_RED_CHUNKS chunks (their
@@ -965,6 +966,33 @@ max_chunks(const Par *P)
     return KL_VK_MAX_CHUNKS;
 }
 
+/* The fewest iterations a CPU chunk gets: a body without inner loops or
+ * calls costs a few nanoseconds, and chunks of a few iterations would
+ * spend their time on the shared chunk counter.  Other bodies, and the
+ * GPU, take chunks of one iteration upwards. */
+static int64_t
+min_chunk(const Par *P)
+{
+    const KlFunc *f = P->f;
+    if (f->mod->options.target == 1) {
+        return 1;
+    }
+    for (int32_t l = 0; l < f->nloops; l++) {
+        if (l != P->loop && loop_within(f, l, P->loop)) {
+            return 1;
+        }
+    }
+    for (int32_t b = 0; b < P->nblocks; b++) {
+        const KlVec *insts = &f->blocks[b].insts;
+        for (int32_t p = 0; P->inloop[b] && p < insts->len; p++) {
+            if (f->insts[insts->items[p]].op == KL_OP_py_call) {
+                return 1;
+            }
+        }
+    }
+    return KL_MIN_FLAT_CHUNK;
+}
+
 /* Emits in F block `at`: niters, chunk size and chunk count. */
 static int
 emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
@@ -976,13 +1004,14 @@ emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
     int32_t n = iteration_count(f, at, line, start, stop, step);
     int32_t one = kl_const_int(f, at, kl_pyint, 1, line);
     int32_t most = kl_const_int(f, at, kl_pyint, max_chunks(P), line);
-    /* cs = max(1, ceil(n / most)), nch = ceil(n / cs) <= most, as
+    /* cs = max(least, ceil(n / most)), nch = ceil(n / cs) <= most, as
      * (n - 1) // d + 1 (which cannot wrap; 0 for n == 0) */
+    int32_t least = kl_const_int(f, at, kl_pyint, min_chunk(P), line);
     int32_t n1 = binop(f, at, KL_BIN_SUB, kl_pyint, line, n, one);
     int32_t cs0 = binop(f, at, KL_BIN_ADD, kl_pyint, line,
                         binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, n1,
                               most), one);
-    int32_t mc[2] = {cs0, one};
+    int32_t mc[2] = {cs0, least};
     int32_t cs = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_max, 2,
                          mc);
     int32_t nch = binop(f, at, KL_BIN_ADD, kl_pyint, line,
