@@ -8,8 +8,11 @@
  *     i = start + k * step, and stores each reduction's partial into
  *     partials[chunk];
  *   - F computes the iteration count, the chunking (a function of the count
- *     only, so results never depend on the thread count), runs `pfor`, and
- *     combines the partials in chunk order before leaving the loop.
+ *     and of the code only, so results never depend on the thread count),
+ *     runs `pfor`, and combines the partials in chunk order before leaving
+ *     the loop;
+ *   - where a chunk can prove its accesses a[i + c] with one guard, B holds
+ *     a second, unchecked copy of the loop that the guard selects.
  * A value carried from one iteration to the next must be a reduction: it
  * is only ever combined with other values by one operator family (+ and -,
  * *, &, |, ^, min, max), possibly under conditions.  Anything else, and
