@@ -32,18 +32,8 @@ if which == "kiln":
     from kiln.kernels.mandelbrot import mandelbrot_grid as grid
 else:
     import numba
-
-    @numba.njit
-    def mandelbrot(c):
-        MAX_ITERS = 1000
-        z = c
-        nv = 0
-        for i in range(MAX_ITERS):
-            if abs(z) > 2:
-                break
-            z = z * z + c
-            nv += 1
-        return nv
+    from kiln.kernels.mandelbrot import mandelbrot as seed
+    mandelbrot = numba.njit(seed)    # the seed's plain Python function
 
     @numba.njit
     def grid(out, re0, re1, im0, im1):

@@ -12,17 +12,10 @@ import numba
 import numpy as np
 from numba import prange
 
+from kernels_kiln import _mandelbrot as _seed
 
-def _mandelbrot(c):
-    MAX_ITERS = 1000
-    z = c
-    nv = 0
-    for i in range(MAX_ITERS):
-        if abs(z) > 2:
-            break
-        z = z * z + c
-        nv += 1
-    return nv
+# the seed's per-pixel function is plain Python: Numba compiles it as it is
+_mandelbrot = _seed.mandelbrot
 
 
 def _mandelbrot_grid(point):
