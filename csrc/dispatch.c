@@ -1157,28 +1157,30 @@ array_span(const KlArrayArg *x, const KlType *t, uintptr_t *lo, uintptr_t *hi)
 }
 
 /* Whether the call's arguments (types key, unboxed in slots) include at
- * least two arrays and no two of them share a byte of memory. */
+ * least two arrays and no two of them share a byte of memory.  Calls with
+ * more than KL_SPAN_ARRAYS arrays take the plain build. */
+#define KL_SPAN_ARRAYS 8
+
 static int
 arrays_disjoint(const KlType **key, const KlSlot *slots, int32_t n)
 {
-    int narrays = 0;
+    uintptr_t lo[KL_SPAN_ARRAYS], hi[KL_SPAN_ARRAYS];
+    int narrays = 0, m = 0;
     for (int32_t i = 0; i < n; i++) {
-        narrays += key[i]->kind == KL_T_ARRAY;
+        if (key[i]->kind != KL_T_ARRAY) {
+            continue;
+        }
+        if (++narrays > KL_SPAN_ARRAYS) {
+            return 0;
+        }
+        m += array_span(&slots[i].arr, key[i], &lo[m], &hi[m]);
     }
     if (narrays < 2) {
         return 0;
     }
-    for (int32_t i = 0; i < n; i++) {
-        uintptr_t lo, hi;
-        if (key[i]->kind != KL_T_ARRAY
-            || !array_span(&slots[i].arr, key[i], &lo, &hi)) {
-            continue;
-        }
-        for (int32_t j = i + 1; j < n; j++) {
-            uintptr_t lo2, hi2;
-            if (key[j]->kind == KL_T_ARRAY
-                && array_span(&slots[j].arr, key[j], &lo2, &hi2)
-                && lo <= hi2 && lo2 <= hi) {
+    for (int i = 0; i < m; i++) {
+        for (int j = i + 1; j < m; j++) {
+            if (lo[i] <= hi[j] && lo[j] <= hi[i]) {
                 return 0;
             }
         }
