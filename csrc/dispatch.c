@@ -397,19 +397,7 @@ typedef struct ScalarVal {
 static void
 numpy_scalar_value(PyObject *o, int e, ScalarVal *v)
 {
-    union {
-        npy_bool b;
-        int8_t i8;
-        int16_t i16;
-        int32_t i32;
-        int64_t i64;
-        uint8_t u8;
-        uint16_t u16;
-        uint32_t u32;
-        uint64_t u64;
-        float f[2];
-        double d[2];
-    } buf;
+    KlSlot buf;     /* npy_bool is one byte, as KlSlot.b */
     memset(&buf, 0, sizeof(buf));
     PyArray_ScalarAsCtype(o, &buf);
     v->own = elem_types[e];
@@ -423,10 +411,10 @@ numpy_scalar_value(PyObject *o, int e, ScalarVal *v)
     case 6: v->rank = 1; v->i = buf.u16; break;
     case 7: v->rank = 1; v->i = buf.u32; break;
     case 8: v->rank = 1; v->is_unsigned = 1; v->u = buf.u64; break;
-    case 9: v->rank = 2; v->re = buf.f[0]; break;
-    case 10: v->rank = 2; v->re = buf.d[0]; break;
-    case 11: v->rank = 3; v->re = buf.f[0]; v->im = buf.f[1]; break;
-    default: v->rank = 3; v->re = buf.d[0]; v->im = buf.d[1]; break;
+    case 9: v->rank = 2; v->re = buf.f32; break;
+    case 10: v->rank = 2; v->re = buf.f64; break;
+    case 11: v->rank = 3; v->re = buf.c64[0]; v->im = buf.c64[1]; break;
+    default: v->rank = 3; v->re = buf.c128[0]; v->im = buf.c128[1]; break;
     }
 }
 

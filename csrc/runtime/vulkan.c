@@ -2006,16 +2006,20 @@ kl_vk_batch_discard(KlVkBatch *bt)
 
 /* ---- one-shot transfers ------------------------------------------------- */
 
-int
-kl_vk_buffer_upload(KlVkBuffer *b, uint64_t offset, const void *src,
-                    uint64_t size, KlDiag *d)
+/* Copies size bytes between host memory and buffer b at offset: into b
+ * when `in`, out of it otherwise; mapped buffers directly, others through
+ * a one-command batch. */
+static int
+transfer(KlVkBuffer *b, uint64_t offset, void *host, uint64_t size, int in,
+         KlDiag *d)
 {
     if (check_range(b, offset, size, d) < 0 || check_usable(d) < 0) {
         return -1;
     }
     if (b->map != NULL) {
-        if (b->map + offset != (const uint8_t *)src) {
-            memcpy(b->map + offset, src, size);
+        if (b->map + offset != (uint8_t *)host) {
+            memmove(in ? b->map + offset : host,
+                    in ? host : b->map + offset, size);
         }
         return 0;
     }
@@ -2023,7 +2027,9 @@ kl_vk_buffer_upload(KlVkBuffer *b, uint64_t offset, const void *src,
     if (bt == NULL) {
         return -1;
     }
-    if (kl_vk_batch_upload(bt, b, offset, src, size, d) < 0) {
+    int rc = in ? kl_vk_batch_upload(bt, b, offset, host, size, d)
+                : kl_vk_batch_download(bt, b, offset, host, size, d);
+    if (rc < 0) {
         kl_vk_batch_discard(bt);
         return -1;
     }
@@ -2031,27 +2037,17 @@ kl_vk_buffer_upload(KlVkBuffer *b, uint64_t offset, const void *src,
 }
 
 int
+kl_vk_buffer_upload(KlVkBuffer *b, uint64_t offset, const void *src,
+                    uint64_t size, KlDiag *d)
+{
+    return transfer(b, offset, (void *)src, size, 1, d);
+}
+
+int
 kl_vk_buffer_download(KlVkBuffer *b, uint64_t offset, void *dst,
                       uint64_t size, KlDiag *d)
 {
-    if (check_range(b, offset, size, d) < 0 || check_usable(d) < 0) {
-        return -1;
-    }
-    if (b->map != NULL) {
-        if (b->map + offset != (uint8_t *)dst) {
-            memcpy(dst, b->map + offset, size);
-        }
-        return 0;
-    }
-    KlVkBatch *bt = kl_vk_batch_begin(d);
-    if (bt == NULL) {
-        return -1;
-    }
-    if (kl_vk_batch_download(bt, b, offset, dst, size, d) < 0) {
-        kl_vk_batch_discard(bt);
-        return -1;
-    }
-    return kl_vk_batch_submit(bt, d);
+    return transfer(b, offset, dst, size, 0, d);
 }
 
 /* ---- teardown ----------------------------------------------------------- */
