@@ -21,13 +21,6 @@ import weakref
 
 __all__ = ["is_available", "device_name", "to_device", "DeviceArray"]
 
-# Whether kernels decorated with target="vulkan" can run (the SPIR-V
-# backend is wired into the dispatcher).  Until then is_available() is
-# False even with a device present, since callers (and the test suite)
-# take it to mean "Vulkan kernels run here"; device_name() and the runtime
-# work regardless (_device_info()).
-_TARGET_READY = True
-
 _lock = threading.Lock()
 _status = None      # (available, reason when not, device info dict)
 
@@ -51,7 +44,7 @@ def _state():
 
 def is_available():
     """True when kiln can run kernels on a Vulkan device here."""
-    return _TARGET_READY and _state()[0]
+    return _state()[0]
 
 
 def _device_available():
@@ -62,11 +55,7 @@ def _device_available():
 def device_name():
     """The name of the Vulkan device kiln uses; RuntimeError when none
     (exactly when is_available() is False)."""
-    info = _device_info()
-    if not _TARGET_READY:
-        raise RuntimeError("kiln: the Vulkan target is not available yet "
-                           f"(device: {info['name']})")
-    return info["name"]
+    return _device_info()["name"]
 
 
 def _device_info():
