@@ -174,6 +174,7 @@ lower_all(KlModule *m, KlDiag *d)
         }
         if (kl_bounds(f, d) < 0
             || kl_parallel(f, d) < 0 || kl_lower(f, d) < 0
+            || (m->options.target == 0 && kl_defer(f, d) < 0)
             || kl_verify(f, 1, d) < 0) {
             if (d->file[0] == '\0') {
                 snprintf(d->file, sizeof(d->file), "%s", f->filename);

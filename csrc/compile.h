@@ -59,6 +59,10 @@ int kl_parallel(KlFunc *f, KlDiag *d);
  * primitive ops, making Python semantics explicit (promotion, floor
  * division, negative indices, bounds checks, error raises). */
 int kl_lower(KlFunc *f, KlDiag *d);
+/* passes/defer.c: on a lowered function of the CPU target, lets innermost
+ * loops without side effects postpone deferrable float checks to their
+ * exit (re-running the loop checked when one failed), so they vectorise. */
+int kl_defer(KlFunc *f, KlDiag *d);
 
 /* ---- CPU backend (backend/llvm/) ------------------------------------ */
 

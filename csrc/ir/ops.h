@@ -125,5 +125,7 @@ KL_OP(branch, 1, KL_TERM,
 KL_OP(ret, -1, KL_TERM, "return %a, or None with no operand")
 KL_OP(raise, -1, KL_TERM,
       "raise the exception of raise site imm.i (module raise table) with "
-      "up to 3 int64 operands as message payload")
+      "up to 3 int64 operands as message payload; aux 1 marks a deferrable "
+      "raise: its check guards float arithmetic only, so code after the "
+      "check stays well defined when it fails (passes/defer.c)")
 KL_OP(unreachable, 0, KL_TERM, "control never gets here")

@@ -289,6 +289,23 @@ kl_lw_check(Lower *L, int32_t ok, KlExcKind kind, const char *msg, int n,
     return rc;
 }
 
+int
+kl_lw_float_check(Lower *L, int32_t ok, KlExcKind kind, const char *msg)
+{
+    int32_t bad;
+    if (kl_lw_guard(L, ok, &bad) < 0) {
+        return -1;
+    }
+    int32_t cont = L->cur;
+    L->cur = bad;
+    int rc = kl_lw_raise(L, kind, msg, 0, NULL);
+    if (rc == 0) {
+        L->f->insts[kl_block_term(L->f, bad)].aux = 1;
+    }
+    L->cur = cont;
+    return rc;
+}
+
 /* ---- conversions ------------------------------------------------------- */
 
 int32_t
@@ -566,8 +583,8 @@ float_divmod(Lower *L, int32_t a, int32_t b, int want_mod, int weak)
     if (weak) {
         const char *msg = want_mod ? "float modulo"
                                    : "float floor division by zero";
-        if (kl_lw_check(L, kl_lw_cmp(L, KL_CMP_NE, b, zero), KL_EXC_ZERODIV,
-                        msg, 0, NULL) < 0) {
+        if (kl_lw_float_check(L, kl_lw_cmp(L, KL_CMP_NE, b, zero),
+                              KL_EXC_ZERODIV, msg) < 0) {
             return -1;
         }
     }
@@ -712,7 +729,7 @@ lower_binop(Lower *L, const KlInst *in)
             const char *msg = int_operands(L, in) ? "division by zero"
                                                   : "float division by zero";
             int32_t ok = kl_lw_cmp(L, KL_CMP_NE, b, kl_lw_cf(L, s, 0.0));
-            if (kl_lw_check(L, ok, KL_EXC_ZERODIV, msg, 0, NULL) < 0) {
+            if (kl_lw_float_check(L, ok, KL_EXC_ZERODIV, msg) < 0) {
                 return -1;
             }
         }

@@ -81,6 +81,11 @@ int kl_lw_guard(Lower *L, int32_t ok, int32_t *bad);
 /* kl_lw_guard plus a raise of (kind, msg, payload) in the bad block. */
 int kl_lw_check(Lower *L, int32_t ok, KlExcKind kind, const char *msg,
                 int n, const int32_t *payload);
+/* kl_lw_check without payload, for a check guarding float arithmetic only
+ * (code after it is well defined when it fails): the raise is marked
+ * deferrable (aux 1) for passes/defer.c. */
+int kl_lw_float_check(Lower *L, int32_t ok, KlExcKind kind,
+                      const char *msg);
 
 /* ---- lower_builtins.c ----------------------------------------------- */
 

@@ -69,14 +69,15 @@ raise_cases(Lower *L, int32_t bad, int n, const ErrCase *cases)
     int32_t cont = L->cur;
     L->cur = badb;
     for (int i = 0; i < n - 1; i++) {
-        if (kl_lw_check(L, kl_lw_not(L, cases[i].cond), cases[i].kind,
-                        cases[i].msg, 0, NULL) < 0) {
+        if (kl_lw_float_check(L, kl_lw_not(L, cases[i].cond),
+                              cases[i].kind, cases[i].msg) < 0) {
             return -1;
         }
     }
     if (kl_lw_raise(L, cases[n - 1].kind, cases[n - 1].msg, 0, NULL) < 0) {
         return -1;
     }
+    L->f->insts[kl_block_term(L->f, L->cur)].aux = 1;  /* deferrable */
     L->cur = cont;
     return 0;
 }
@@ -576,13 +577,19 @@ math1_checked(Lower *L, KlMathFn fn, int32_t x, MathErr err)
         return r;
     }
     const char *dom = "math domain error", *rng = "math range error";
+    if (fn == KL_MATH_sqrt) {
+        /* the only error: a negative argument (-0.0 and NaN pass) */
+        int32_t neg = cmpf(L, KL_CMP_LT, x, kl_lw_cf(L, kl_f64, 0.0));
+        return kl_lw_float_check(L, kl_lw_not(L, neg), KL_EXC_VALUE,
+                                 dom) < 0 ? -1 : r;
+    }
     int32_t nan = kl_lw_and(L, kl_lw_isnan(L, r),
                             kl_lw_not(L, kl_lw_isnan(L, x)));
     int32_t inf = kl_lw_and(L, kl_lw_isinf(L, r), kl_lw_isfinite(L, x));
     int32_t bad = kl_lw_or(L, nan, inf);
     if (err == ME_DOMAIN) {
-        return kl_lw_check(L, kl_lw_not(L, bad), KL_EXC_VALUE, dom, 0,
-                           NULL) < 0 ? -1 : r;
+        return kl_lw_float_check(L, kl_lw_not(L, bad), KL_EXC_VALUE,
+                                 dom) < 0 ? -1 : r;
     }
     int32_t domain = nan;
     if (err == ME_GAMMA) {
@@ -624,8 +631,8 @@ math2_domain(Lower *L, KlMathFn fn, int32_t x, int32_t y)
     int32_t bad = kl_lw_and(L, kl_lw_isnan(L, r),
                             kl_lw_not(L, kl_lw_or(L, kl_lw_isnan(L, x),
                                                   kl_lw_isnan(L, y))));
-    return kl_lw_check(L, kl_lw_not(L, bad), KL_EXC_VALUE,
-                       "math domain error", 0, NULL) < 0 ? -1 : r;
+    return kl_lw_float_check(L, kl_lw_not(L, bad), KL_EXC_VALUE,
+                             "math domain error") < 0 ? -1 : r;
 }
 
 /* The libm function and error rule of a one-argument math builtin;
@@ -726,8 +733,8 @@ lower_abs(Lower *L, const KlInst *in, const KlType *s)
             int32_t bad = kl_lw_and(L, kl_lw_isinf(L, r),
                                     kl_lw_and(L, kl_lw_isfinite(L, re),
                                               kl_lw_isfinite(L, im)));
-            if (kl_lw_check(L, kl_lw_not(L, bad), KL_EXC_OVERFLOW,
-                            "absolute value too large", 0, NULL) < 0) {
+            if (kl_lw_float_check(L, kl_lw_not(L, bad), KL_EXC_OVERFLOW,
+                                  "absolute value too large") < 0) {
                 return -1;
             }
         }

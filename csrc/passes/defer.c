@@ -1,0 +1,587 @@
+/* defer.c: lets innermost loops whose only obstacle to vectorisation is a
+ * float check (a zero divisor, a math domain or range error) run without
+ * an early exit.
+ *
+ * Works on lowered, primitive IR of the CPU target, after lower.  A loop L
+ * qualifies when it has no inner loop, no store, call, pfor or return, a
+ * single entry edge and a single exit (its header's test), and at least one
+ * branch into a deferrable raise region: blocks of pure instructions that
+ * end only in `raise` instructions marked deferrable (aux 1: the check
+ * guards float arithmetic only, so the code after it stays well defined
+ * when it fails).  Then:
+ *   - L is copied into a checked loop C, exactly as it was;
+ *   - in L, each branch into a deferrable region becomes `failed |= cond`
+ *     on a one-element scratch cell, and every other raise becomes a jump
+ *     to C (bounds checks stay exits, so no access leaves its array);
+ *   - L's exit tests the cell: clear, the loop's values are final; set,
+ *     C runs the loop again from its entry values and raises the first
+ *     failing check exactly where CPython would.
+ * Re-running is sound because L writes no memory: C sees what L saw.  The
+ * values leaving the loop (header values used after it) come from L or C
+ * through a merge block.
+ */
+#include "../compile.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_LOOP_INSTS 4000     /* larger loops are not copied */
+#define FLAG kl_u8              /* the type of the failed flag */
+
+typedef struct Defer {
+    KlFunc *f;
+    KlDiag *d;
+    int32_t loop;           /* L */
+    int32_t header, exit;   /* L's header and the block its test exits to */
+    int32_t entry_jump;     /* the jump from outside into the header */
+    int32_t *bmap;          /* block of L -> block of C, -1 */
+    int32_t *vmap;          /* value of L -> value of C, -1 */
+    int32_t cell;           /* ptr(bool): the failed flag */
+    int32_t rerun;          /* block entering C */
+    int32_t merge;          /* block after both loops, with the live-outs */
+} Defer;
+
+static int
+nomem(Defer *D)
+{
+    kl_error(D->d, KL_DIAG_NOMEM, 0, "out of memory");
+    return -1;
+}
+
+static int
+in_loop(const Defer *D, int32_t b)
+{
+    return D->f->blocks[b].loop == D->loop;
+}
+
+static int32_t
+term_of(const KlFunc *f, int32_t b)
+{
+    const KlBlock *blk = &f->blocks[b];
+    return blk->insts.len > 0 ? blk->insts.items[blk->insts.len - 1] : -1;
+}
+
+/* Takes block b's terminator out of its list (to append before it). */
+static int32_t
+reopen(KlFunc *f, int32_t b)
+{
+    KlBlock *blk = &f->blocks[b];
+    return blk->insts.items[--blk->insts.len];
+}
+
+/* Puts terminator t back at the end of block b. */
+static int
+reclose(Defer *D, int32_t b, int32_t t)
+{
+    if (kl_vec_push(&D->f->mod->arena, &D->f->blocks[b].insts, t) < 0) {
+        return nomem(D);
+    }
+    return 0;
+}
+
+static int32_t
+emit(Defer *D, int32_t b, KlOp op, const KlType *t, int line, int32_t n,
+     int32_t x, int32_t y)
+{
+    int32_t args[2] = {x, y};
+    int32_t id = kl_emit(D->f, b, op, t, line, n, args);
+    if (id < 0) {
+        nomem(D);
+    }
+    return id;
+}
+
+/* A new block outside L and C (in L's parent loop). */
+static int32_t
+new_block(Defer *D)
+{
+    int32_t b = kl_block_new(D->f);
+    if (b < 0) {
+        return nomem(D);
+    }
+    D->f->blocks[b].loop = D->f->loops[D->loop].parent;
+    return b;
+}
+
+/* ---- choosing loops --------------------------------------------------- */
+
+/* Is block b (of L) a deferrable raise region: pure instructions ending in
+ * a deferrable raise, or in a branch between two such regions?  depth
+ * bounds the recursion. */
+static int
+deferrable_region(const Defer *D, int32_t b, int depth)
+{
+    const KlFunc *f = D->f;
+    if (depth > 8 || !in_loop(D, b)) {
+        return 0;
+    }
+    const KlBlock *blk = &f->blocks[b];
+    if (blk->nparams > 0) {
+        return 0;
+    }
+    for (int32_t k = 0; k + 1 < blk->insts.len; k++) {
+        if (!(kl_op_flags(f->insts[blk->insts.items[k]].op) & KL_PURE)) {
+            return 0;
+        }
+    }
+    const KlInst *t = &f->insts[term_of(f, b)];
+    if (t->op == KL_OP_raise) {
+        return t->aux == 1;
+    }
+    return t->op == KL_OP_branch
+           && deferrable_region(D, (int32_t)t->imm.i, depth + 1)
+           && deferrable_region(D, t->aux, depth + 1);
+}
+
+/* Is branch instruction `in` of L one into a deferrable region?  *to_region
+ * receives 1 when its true target is the region, 0 when the false one. */
+static int
+deferrable_branch(const Defer *D, const KlInst *in, int *to_region)
+{
+    if (in->op != KL_OP_branch) {
+        return 0;
+    }
+    int t = deferrable_region(D, (int32_t)in->imm.i, 0);
+    int e = deferrable_region(D, in->aux, 0);
+    if (t == e) {
+        return 0;
+    }
+    *to_region = t;
+    return 1;
+}
+
+/* Does L qualify (see the file comment)?  Sets D->entry_jump. */
+static int
+qualifies(Defer *D)
+{
+    KlFunc *f = D->f;
+    int ndefer = 0, ninsts = 0;
+    for (int32_t l = 0; l < f->nloops; l++) {
+        if (f->loops[l].parent == D->loop) {
+            return 0;
+        }
+    }
+    D->entry_jump = -1;
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        int32_t t = term_of(f, b);
+        if (t < 0) {
+            continue;
+        }
+        const KlInst *ti = &f->insts[t];
+        int32_t succ[2] = {-1, -1};
+        if (ti->op == KL_OP_jump) {
+            succ[0] = (int32_t)ti->imm.i;
+        }
+        else if (ti->op == KL_OP_branch) {
+            succ[0] = (int32_t)ti->imm.i;
+            succ[1] = ti->aux;
+        }
+        if (!in_loop(D, b)) {
+            for (int s = 0; s < 2; s++) {
+                if (succ[s] >= 0 && in_loop(D, succ[s])) {
+                    if (succ[s] != D->header || ti->op != KL_OP_jump
+                        || D->entry_jump >= 0) {
+                        return 0;
+                    }
+                    D->entry_jump = t;
+                }
+            }
+            continue;
+        }
+        for (int s = 0; s < 2; s++) {
+            if (succ[s] >= 0 && !in_loop(D, succ[s])
+                && (b != D->header || succ[s] != D->exit)) {
+                return 0;
+            }
+        }
+        const KlBlock *blk = &f->blocks[b];
+        ninsts += blk->insts.len;
+        for (int32_t k = 0; k < blk->insts.len; k++) {
+            const KlInst *in = &f->insts[blk->insts.items[k]];
+            int to_region;
+            switch (in->op) {
+            case KL_OP_store:
+            case KL_OP_call:
+            case KL_OP_pfor:
+            case KL_OP_ret:
+            case KL_OP_scratch:
+                return 0;
+            case KL_OP_branch:
+                ndefer += deferrable_branch(D, in, &to_region);
+                break;
+            default:
+                break;
+            }
+        }
+    }
+    return ndefer > 0 && D->entry_jump >= 0 && ninsts <= MAX_LOOP_INSTS;
+}
+
+/* ---- the checked copy ------------------------------------------------- */
+
+/* Copies L's blocks into C (a new loop), with operands, targets and block
+ * params remapped; C's exit goes to block `exit_to`. */
+static int
+copy_loop(Defer *D, int32_t exit_to)
+{
+    KlFunc *f = D->f;
+    int32_t nb = f->nblocks, ni = f->ninsts;
+    const KlLoop lp = f->loops[D->loop];
+    int32_t cl = kl_loop_new(f, -1, -1, -1, lp.parent, 0);
+    if (cl < 0) {
+        return nomem(D);
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        if (!in_loop(D, b)) {
+            continue;
+        }
+        int32_t c = kl_block_new(f);
+        if (c < 0) {
+            return nomem(D);
+        }
+        f->blocks[c].loop = cl;
+        D->bmap[b] = c;
+        for (int32_t k = 0; k < f->blocks[b].nparams; k++) {
+            int32_t p = f->blocks[b].insts.items[k];
+            int32_t q = kl_bparam_add(f, c, f->insts[p].type);
+            if (q < 0) {
+                return nomem(D);
+            }
+            D->vmap[p] = q;
+        }
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        if (!in_loop(D, b)) {
+            continue;
+        }
+        for (int32_t k = f->blocks[b].nparams; k < f->blocks[b].insts.len;
+             k++) {
+            int32_t old = f->blocks[b].insts.items[k];
+            KlInst in = f->insts[old];
+            int32_t id = kl_emit(f, D->bmap[b], in.op, in.type, in.line,
+                                 in.nargs, in.args);
+            if (id < 0) {
+                return nomem(D);
+            }
+            f->insts[id].aux = in.aux;
+            f->insts[id].imm = in.imm;
+            D->vmap[old] = id;
+        }
+    }
+    /* operands and targets, now that every copy exists */
+    for (int32_t id = ni; id < f->ninsts; id++) {
+        KlInst *in = &f->insts[id];
+        for (int32_t k = 0; k < in->nargs; k++) {
+            int32_t a = in->args[k];
+            if (a < ni && D->vmap[a] >= 0) {
+                in->args[k] = D->vmap[a];
+            }
+        }
+        if (in->op == KL_OP_jump || in->op == KL_OP_branch) {
+            int32_t t = (int32_t)in->imm.i;
+            in->imm.i = D->bmap[t] >= 0 ? D->bmap[t] : exit_to;
+        }
+        if (in->op == KL_OP_branch) {
+            in->aux = D->bmap[in->aux] >= 0 ? D->bmap[in->aux] : exit_to;
+        }
+    }
+    f->loops[cl].header = D->bmap[D->header];
+    f->loops[cl].body = D->bmap[lp.body];
+    f->loops[cl].exit = exit_to;
+    return 0;
+}
+
+/* ---- rewriting L ------------------------------------------------------ */
+
+/* The header's values used outside L: they leave through the merge block,
+ * which gets one param per value; every use after the loop is redirected
+ * there.  live[0..*n) receives them. */
+static int
+find_live_outs(Defer *D, int32_t **live, int32_t *n)
+{
+    KlFunc *f = D->f;
+    const KlBlock *h = &f->blocks[D->header];
+    *n = 0;
+    *live = malloc(sizeof(int32_t) * ((size_t)h->insts.len + 1));
+    if (*live == NULL) {
+        return nomem(D);
+    }
+    char *used = calloc((size_t)f->ninsts + 1, 1);
+    if (used == NULL) {
+        return nomem(D);
+    }
+    for (int32_t i = 0; i < f->ninsts; i++) {
+        const KlInst *in = &f->insts[i];
+        if (in_loop(D, in->block)) {
+            continue;
+        }
+        for (int32_t k = 0; k < in->nargs; k++) {
+            used[in->args[k]] = 1;
+        }
+    }
+    for (int32_t k = 0; k < h->insts.len; k++) {
+        int32_t v = h->insts.items[k];
+        if (used[v]) {
+            (*live)[(*n)++] = v;
+        }
+    }
+    free(used);
+    return 0;
+}
+
+/* Redirects every use of live[i] outside L to param i of the merge block
+ * (before anything else refers to live[i] outside L). */
+static void
+redirect_uses(Defer *D, const int32_t *live, const int32_t *params,
+              int32_t n)
+{
+    KlFunc *f = D->f;
+    for (int32_t i = 0; i < f->ninsts; i++) {
+        KlInst *in = &f->insts[i];
+        if (in_loop(D, in->block)) {
+            continue;
+        }
+        for (int32_t k = 0; k < in->nargs; k++) {
+            for (int32_t j = 0; j < n; j++) {
+                if (in->args[k] == live[j]) {
+                    in->args[k] = params[j];
+                }
+            }
+        }
+    }
+}
+
+/* Jump from block b to the merge block with the given values. */
+static int
+jump_merge(Defer *D, int32_t b, const int32_t *vals, int32_t n, int line)
+{
+    if (kl_jump(D->f, b, D->merge, n, vals, line) < 0) {
+        return nomem(D);
+    }
+    return 0;
+}
+
+/* Replaces branch `br` ending block b of L, into a deferrable region, by
+ * failed |= (the region's condition) and a jump to its other target.  The
+ * flag is an integer (an `or` of integers is a reduction the vectoriser
+ * knows; bool logic is turned into selects that it does not). */
+static int
+defer_branch(Defer *D, int32_t b, int32_t br, int to_region)
+{
+    KlFunc *f = D->f;
+    KlInst in = f->insts[br];
+    int32_t cont = to_region ? in.aux : (int32_t)in.imm.i;
+    reopen(f, b);
+    int32_t cond = in.args[0];
+    if (!to_region) {
+        int32_t yes = kl_const_int(f, b, kl_bool, 1, in.line);
+        cond = yes < 0 ? -1 : emit(D, b, KL_OP_xor, kl_bool, in.line, 2,
+                                   cond, yes);
+    }
+    int32_t bit = cond < 0 ? -1 : emit(D, b, KL_OP_cast, FLAG, in.line, 1,
+                                       cond, 0);
+    int32_t old = emit(D, b, KL_OP_load, FLAG, in.line, 1, D->cell, 0);
+    int32_t now = bit < 0 || old < 0 ? -1 : emit(D, b, KL_OP_or, FLAG,
+                                                  in.line, 2, old, bit);
+    if (now < 0
+        || emit(D, b, KL_OP_store, kl_void, in.line, 2, D->cell, now) < 0
+        || kl_jump(f, b, cont, 0, NULL, in.line) < 0) {
+        return nomem(D);
+    }
+    return 0;
+}
+
+/* Rewrites the blocks of L (the first nblocks): deferred branches, and
+ * raises into jumps to C.  Decides every branch before changing any. */
+static int
+rewrite_body(Defer *D, int32_t nblocks)
+{
+    KlFunc *f = D->f;
+    signed char *plan = malloc((size_t)nblocks + 1);
+    if (plan == NULL) {
+        return nomem(D);
+    }
+    for (int32_t b = 0; b < nblocks; b++) {
+        int to_region;
+        plan[b] = -1;
+        if (in_loop(D, b)
+            && deferrable_branch(D, &f->insts[term_of(f, b)], &to_region)) {
+            plan[b] = (signed char)to_region;
+        }
+    }
+    for (int32_t b = 0; b < nblocks; b++) {
+        if (!in_loop(D, b)) {
+            continue;
+        }
+        int32_t t = term_of(f, b);
+        if (plan[b] >= 0) {
+            if (defer_branch(D, b, t, plan[b]) < 0) {
+                free(plan);
+                return -1;
+            }
+        }
+        else if (f->insts[t].op == KL_OP_raise) {
+            int line = f->insts[t].line;
+            reopen(f, b);
+            if (kl_jump(f, b, D->rerun, 0, NULL, line) < 0) {
+                free(plan);
+                return nomem(D);
+            }
+        }
+    }
+    free(plan);
+    return 0;
+}
+
+/* The one-element flag array in the entry block, cleared on entry to L. */
+static int
+make_cell(Defer *D, int line)
+{
+    KlFunc *f = D->f;
+    const KlType *at = kl_type_array(FLAG, 1, KL_LAYOUT_C, 0);
+    const KlType *pt = kl_type_ptr(FLAG);
+    if (at == NULL || pt == NULL) {
+        return nomem(D);
+    }
+    int32_t t = reopen(f, 0);
+    int32_t arr = emit(D, 0, KL_OP_scratch, at, line, 0, 0, 0);
+    int32_t zero = kl_const_int(f, 0, kl_i64, 0, line);
+    if (arr < 0 || zero < 0) {
+        return nomem(D);
+    }
+    f->insts[arr].imm.i = 1;
+    D->cell = emit(D, 0, KL_OP_elemptr, pt, line, 2, arr, zero);
+    if (D->cell < 0 || reclose(D, 0, t) < 0) {
+        return -1;
+    }
+    int32_t pre = f->insts[D->entry_jump].block;
+    t = reopen(f, pre);
+    int32_t no = kl_const_int(f, pre, FLAG, 0, line);
+    if (no < 0 || emit(D, pre, KL_OP_store, kl_void, line, 2, D->cell,
+                       no) < 0) {
+        return nomem(D);
+    }
+    return reclose(D, pre, t);
+}
+
+/* Applies the transformation to L (which qualifies). */
+static int
+transform(Defer *D)
+{
+    KlFunc *f = D->f;
+    int32_t nblocks = f->nblocks;
+    int line = f->insts[term_of(f, D->header)].line;
+    int32_t *live = NULL, nlive = 0;
+    int rc = -1;
+    if (find_live_outs(D, &live, &nlive) < 0 || make_cell(D, line) < 0) {
+        goto done;
+    }
+    int32_t done_l = new_block(D), done_c = new_block(D);
+    D->rerun = new_block(D);
+    D->merge = new_block(D);
+    int32_t check = new_block(D);
+    if (done_l < 0 || done_c < 0 || D->rerun < 0 || D->merge < 0
+        || check < 0) {
+        goto done;
+    }
+    int32_t *params = malloc(sizeof(int32_t) * ((size_t)nlive + 1));
+    if (params == NULL) {
+        nomem(D);
+        goto done;
+    }
+    for (int32_t j = 0; j < nlive; j++) {
+        params[j] = kl_bparam_add(f, D->merge, f->insts[live[j]].type);
+        if (params[j] < 0) {
+            free(params);
+            nomem(D);
+            goto done;
+        }
+    }
+    redirect_uses(D, live, params, nlive);
+    free(params);
+    if (kl_jump(f, D->merge, D->exit, 0, NULL, line) < 0) {
+        nomem(D);
+        goto done;
+    }
+    if (copy_loop(D, done_c) < 0) {
+        goto done;
+    }
+    /* C's exit and L's exit (through the flag test) meet at the merge */
+    int32_t *cvals = malloc(sizeof(int32_t) * ((size_t)nlive + 1));
+    if (cvals == NULL) {
+        nomem(D);
+        goto done;
+    }
+    for (int32_t j = 0; j < nlive; j++) {
+        cvals[j] = D->vmap[live[j]];
+    }
+    int bad = jump_merge(D, done_c, cvals, nlive, line) < 0
+              || jump_merge(D, done_l, live, nlive, line) < 0;
+    free(cvals);
+    if (bad) {
+        goto done;
+    }
+    KlInst ej = f->insts[D->entry_jump];
+    if (kl_jump(f, D->rerun, D->bmap[D->header], ej.nargs, ej.args,
+                line) < 0) {
+        nomem(D);
+        goto done;
+    }
+    int32_t flag = emit(D, check, KL_OP_load, FLAG, line, 1, D->cell, 0);
+    int32_t no = kl_const_int(f, check, FLAG, 0, line);
+    int32_t failed = flag < 0 || no < 0 ? -1 : emit(D, check, KL_OP_cmp,
+                                                    kl_bool, line, 2, flag,
+                                                    no);
+    if (failed >= 0) {
+        f->insts[failed].aux = KL_CMP_NE;
+    }
+    if (failed < 0
+        || kl_branch(f, check, failed, D->rerun, done_l, line) < 0) {
+        nomem(D);
+        goto done;
+    }
+    KlInst *hb = &f->insts[term_of(f, D->header)];
+    if ((int32_t)hb->imm.i == D->exit) {
+        hb->imm.i = check;
+    }
+    else {
+        hb->aux = check;
+    }
+    rc = rewrite_body(D, nblocks);
+done:
+    free(live);
+    return rc;
+}
+
+int
+kl_defer(KlFunc *f, KlDiag *d)
+{
+    int32_t nloops = f->nloops;
+    for (int32_t l = 0; l < nloops; l++) {
+        const KlLoop lp = f->loops[l];
+        if (lp.header < 0 || lp.exit < 0) {
+            continue;
+        }
+        Defer D = {f, d, l, lp.header, lp.exit, -1, NULL, NULL, -1, -1, -1};
+        if (!qualifies(&D)) {
+            continue;
+        }
+        D.bmap = malloc(sizeof(int32_t) * ((size_t)f->nblocks + 1));
+        D.vmap = malloc(sizeof(int32_t) * ((size_t)f->ninsts + 1));
+        if (D.bmap == NULL || D.vmap == NULL) {
+            free(D.bmap);
+            free(D.vmap);
+            kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+            return -1;
+        }
+        memset(D.bmap, 0xff, sizeof(int32_t) * (size_t)f->nblocks);
+        memset(D.vmap, 0xff, sizeof(int32_t) * (size_t)f->ninsts);
+        int rc = transform(&D);
+        free(D.bmap);
+        free(D.vmap);
+        if (rc < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
