@@ -154,13 +154,42 @@ def test_refused_inputs():
 
 
 @needs_device
-def test_larger_than_one_binding_is_refused():
-    limit = kiln.vulkan._device_info()["max_storage_buffer_range"]
-    if limit >= 1 << 30:
-        pytest.skip("the device's bindings span 1 GiB or more")
+def test_larger_than_one_allocation_is_refused():
+    info = kiln.vulkan._device_info()
+    limit = info["max_allocation_size"] if info["buffer_device_address"] \
+        else info["max_storage_buffer_range"]
+    if limit >= 1 << 34:
+        pytest.skip("the device allocates 16 GiB or more at once")
     big = np.broadcast_to(np.uint8(1), (limit + 1,))   # allocates nothing
     with pytest.raises(ValueError, match="exceed"):
         to_device(big)
+
+
+def inc8(a, b):
+    for i in prange(a.shape[0]):
+        b[i] = a[i] ^ 1
+
+
+@needs_device
+def test_larger_than_one_binding_through_device_addresses():
+    """With buffer device addresses, a device array over the device's
+    maxStorageBufferRange is accepted and kernels reach all of it."""
+    info = kiln.vulkan._device_info()
+    if not info["buffer_device_address"]:
+        pytest.skip("the device has no buffer device addresses")
+    n = (info["max_storage_buffer_range"] + (1 << 20)) // 4     # int32
+    if 4 * n > info["max_allocation_size"]:
+        pytest.skip("the device's bindings span its largest allocation")
+    host = np.arange(n, dtype=np.int32)
+    a = to_device(host)
+    b = to_device(np.zeros(n, np.int32))
+    kiln.jit(target="vulkan")(inc8)(a, b)
+    got = b.copy_to_host()
+    del a, b
+    np.testing.assert_array_equal(got, host ^ np.int32(1))
+    tail = np.zeros(4096, np.int32)
+    inc8(host[-4096:], tail)                    # CPython on the far end
+    np.testing.assert_array_equal(got[-4096:], tail)
 
 
 # ---- kernels on device arrays ----------------------------------------------

@@ -72,23 +72,6 @@ def same_exception(fn, *args):
     return e
 
 
-def first_exception(fn, target, *args):
-    """same_exception on the CPU.  On Vulkan, where several failing
-    iterations race to report and a rare interleaving can report a later
-    one than CPython's (a known bug, docs/gpu.md), only that kiln raises
-    an exception CPython's kernel can raise from some iteration."""
-    if target != "vulkan":
-        return same_exception(fn, *args)
-    exp = call(reference(fn), *args)
-    got = call(fn, *args)
-    assert exp.exception is not None, f"CPython did not raise: {exp!r}"
-    assert isinstance(got.exception, (IndexError, ZeroDivisionError,
-                                      ValueError, KeyError,
-                                      OverflowError)), got
-    return got.exception if type(got.exception) is type(exp.exception) \
-        else exp.exception
-
-
 # ---------------------------------------------------------------------------
 # loops writing arrays
 
@@ -798,12 +781,11 @@ def test_index_error(target, rng, threads):
             idx = np.arange(n)[::-1].copy()
             bad = np.sort(rng.choice(n, min(n, 4), replace=False))
             idx[bad] = n + 10 + bad          # several failing iterations
-            e = first_exception(f, target, idx, np.zeros(n))
-            if target != "vulkan":
-                assert str(n + 10 + bad[0]) in str(e)
+            e = same_exception(f, idx, np.zeros(n))
+            assert str(n + 10 + bad[0]) in str(e)
             idx2 = idx.copy()
             idx2[bad] = -n - 1 - bad         # negative indices too
-            first_exception(f, target, idx2, np.zeros(n))
+            same_exception(f, idx2, np.zeros(n))
         # the pool still works
         idx = rng.permutation(1000)
         check(f, idx, rand_array(rng, np.float64, (1000,)))
@@ -832,7 +814,7 @@ def test_user_raise(target, rng, threads):
                 i1, i2 = rng.choice(n, 2, replace=False)
                 a[i1], a[i2] = 1, 2
                 a[rng.integers(max(i1, i2), n):] = rng.integers(1, 3)
-                e = first_exception(f, target, a)
+                e = same_exception(f, a)
                 assert type(e) is (ValueError if i1 < i2 else KeyError)
         check(f, rng.integers(3, 100, 4000))
 
@@ -851,10 +833,10 @@ def test_lowest_failing_iteration_wins(target, rng, threads):
             bad_index, k, big = (int(v) for v in rng.choice(n, 3, replace=False))
             idx[bad_index] = n + 5
             out[idx[big] if idx[big] < n else 0] = 5000
-            first_exception(f, target, idx, k, out)
-            first_exception(f, target, idx, -1, out)
+            same_exception(f, idx, k, out)
+            same_exception(f, idx, -1, out)
             idx[bad_index] = 0
-            first_exception(f, target, idx, k, out)
+            same_exception(f, idx, k, out)
 
 
 @needs_jit

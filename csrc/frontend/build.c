@@ -617,6 +617,19 @@ cfunction_pyname(Builder *b, PyObject *obj)
     return res;
 }
 
+/* Whether obj is a Python function of kiln._devmath, whose bit helpers
+ * (f64_bits, f64_from_bits) are builtins rather than callees. */
+static int
+is_devmath_fn(PyObject *obj)
+{
+    if (!PyFunction_Check(obj)) {
+        return 0;
+    }
+    PyObject *mod = PyFunction_GetModule(obj);     /* borrowed */
+    return mod != NULL && PyUnicode_Check(mod)
+           && PyUnicode_CompareWithASCIIString(mod, "kiln._devmath") == 0;
+}
+
 /* Classifies a global or module attribute `obj` reached as `name`. */
 static int
 resolve_object(Builder *b, PyObject *obj, const char *name, Item *out)
@@ -657,7 +670,7 @@ resolve_object(Builder *b, PyObject *obj, const char *name, Item *out)
         pyname = "bool";
     } else if (obj == (PyObject *)&PyComplex_Type) {
         pyname = "complex";
-    } else if (PyCFunction_Check(obj)) {
+    } else if (PyCFunction_Check(obj) || is_devmath_fn(obj)) {
         pyname = cfunction_pyname(b, obj);
     }
     if (pyname != NULL) {
@@ -2839,6 +2852,34 @@ find_prange(void)
     return p;
 }
 
+/* Vulkan target: fills m->devmath_src, once per module, with the
+ * functions of kiln._devmath named after the math functions (those the
+ * device has no float64 instruction for); sys.modules keeps them alive.
+ * Left NULL when the module cannot be imported (the SPIR-V backend then
+ * reports the function as unsupported). */
+static void
+load_devmath(KlModule *m)
+{
+    static const char *const names[] = {
+#define KL_X(name, nargs) #name,
+        KL_MATHFNS(KL_X)
+#undef KL_X
+    };
+    if (m->options.target != 1 || m->devmath_src[KL_MATH_exp] != NULL) {
+        return;
+    }
+    PyObject *mod = PyImport_ImportModule("kiln._devmath");
+    for (int i = 0; mod != NULL && i < KL_MATH__COUNT; i++) {
+        PyObject *fn = PyObject_GetAttrString(mod, names[i]);
+        if (fn != NULL && PyFunction_Check(fn)) {
+            m->devmath_src[i] = fn;
+        }
+        Py_XDECREF(fn);
+    }
+    Py_XDECREF(mod);
+    PyErr_Clear();
+}
+
 KlFunc *
 kl_build_ir(KlModule *m, void *func, KlDiag *d)
 {
@@ -2857,6 +2898,7 @@ kl_build_ir(KlModule *m, void *func, KlDiag *d)
     b.globals = PyFunction_GET_GLOBALS(fn);
     b.builtins = ((PyFunctionObject *)fn)->func_builtins;
     b.prange = find_prange();
+    load_devmath(m);
     KlFunc *f = build(&b);
     Py_XDECREF(b.varnames);
     if (PyErr_Occurred()) {

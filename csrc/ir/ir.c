@@ -93,6 +93,9 @@ kl_module_new(KlOptions options)
     }
     kl_arena_init(&m->arena);
     m->options = options;
+    for (int i = 0; i < KL_MATH__COUNT; i++) {
+        m->devmath[i] = -1;
+    }
     return m;
 }
 
@@ -318,6 +321,23 @@ verify_target(const KlFunc *f, const KlInst *in, int64_t target, int nargs,
     return 0;
 }
 
+/* bitcast %id: int or float scalars of one width on both sides. */
+static int
+verify_bitcast(const KlFunc *f, int32_t id, KlDiag *d)
+{
+    const KlType *t = f->insts[id].type;
+    const KlType *a = f->insts[f->insts[id].args[0]].type;
+    int ok = a != NULL
+             && (t->kind == KL_T_INT || t->kind == KL_T_FLOAT)
+             && (a->kind == KL_T_INT || a->kind == KL_T_FLOAT)
+             && t->bits == a->bits;
+    if (!ok) {
+        return kl_internal_error(d, "%s: %%%d: bitcast between %s and %s",
+                                 f->name, id, a ? a->name : "?", t->name);
+    }
+    return 0;
+}
+
 static int
 verify_inst(const KlFunc *f, int32_t b, int32_t pos, int primitive,
             const char *seen, KlDiag *d)
@@ -363,6 +383,9 @@ verify_inst(const KlFunc *f, int32_t b, int32_t pos, int primitive,
     }
     if (in->op == KL_OP_jump) {
         return verify_target(f, in, in->imm.i, in->nargs, d);
+    }
+    if (in->op == KL_OP_bitcast && primitive) {
+        return verify_bitcast(f, id, d);
     }
     if (in->op == KL_OP_branch) {
         if (verify_target(f, in, in->imm.i, 0, d) < 0

@@ -102,7 +102,9 @@ int kl_math_nargs(KlMathFn fn);
     X(floor, "math.floor") X(ceil, "math.ceil") X(trunc, "math.trunc")    \
     X(isnan, "math.isnan") X(isinf, "math.isinf")                         \
     X(isfinite, "math.isfinite") X(degrees, "math.degrees")               \
-    X(radians, "math.radians")
+    X(radians, "math.radians")                                            \
+    X(f64_bits, "kiln._devmath.f64_bits")                                 \
+    X(f64_from_bits, "kiln._devmath.f64_from_bits")
 
 typedef enum KlBuiltin {
 #define KL_X(name, pyname) KL_BI_##name,
@@ -110,6 +112,9 @@ typedef enum KlBuiltin {
 #undef KL_X
     KL_BI__COUNT
 } KlBuiltin;
+
+/* The last two are private to kiln's own float64 math (python/kiln/
+ * _devmath.py): the int64 bits of a float64 and back (op `bitcast`). */
 
 /* Python name of a builtin ("math.sqrt"); lookup by that name, -1 if none. */
 const char *kl_builtin_pyname(KlBuiltin b);
@@ -217,6 +222,14 @@ struct KlModule {
     int32_t nraises, cap_raises;
     KlResolveCall resolve_call; /* set by the driver */
     void *resolve_ctx;      /* driver state for resolve_call */
+    void *devmath_src[KL_MATH__COUNT]; /* Vulkan target: per math function
+                                   with no float64 device instruction, its
+                                   implementation in python/kiln/_devmath.py
+                                   (borrowed PyObject *; frontend), or NULL */
+    int32_t devmath[KL_MATH__COUNT]; /* the module function of that
+                                   implementation (float64 arguments) once
+                                   infer resolved it, else -1; the SPIR-V
+                                   backend calls it for float64 `math` */
     void *const *pfor_kernels;  /* Vulkan target: per function index, the
                                    runtime kernel (KlVkKernel *) of a pfor
                                    body, NULL for others; set by the driver

@@ -88,6 +88,9 @@ KL_OP(cast, 1, KL_PURE,
       "signedness), int<->float, float<->float, bool->int/float (0/1), "
       "int/float->bool (x != 0); float->int truncates and requires a value "
       "in range (lower checks)")
+KL_OP(bitcast, 1, KL_PURE,
+      "the bits of scalar %a reinterpreted as T, an int or float type of "
+      "the same width (float64 <-> int64 in kiln's own math)")
 KL_OP(math, -1, KL_PURE,
       "libm function <aux: KlMathFn> of its operands (all of type T); the "
       "same libm CPython calls, so results are bit-identical")

@@ -530,6 +530,8 @@ typedef enum BRule {
     B_MATH,         /* math.f(real, ...) -> float */
     B_MATH_INT,     /* math.floor/ceil/trunc(real) -> int */
     B_MATH_BOOL,    /* math.isnan/isinf/isfinite(real) -> bool */
+    B_BITS,         /* f64_bits(float64) -> int: its bits */
+    B_FROM_BITS,    /* f64_from_bits(int) -> float: the float64 of bits */
 } BRule;
 
 static const struct {
@@ -583,6 +585,8 @@ static const struct {
     [KL_BI_isfinite] = {B_MATH_BOOL, 1, 1},
     [KL_BI_degrees] = {B_MATH, 1, 1},
     [KL_BI_radians] = {B_MATH, 1, 1},
+    [KL_BI_f64_bits] = {B_BITS, 1, 1},
+    [KL_BI_f64_from_bits] = {B_FROM_BITS, 1, 1},
 };
 
 /* Checks a builtin's operand count against its rule. */
@@ -689,6 +693,18 @@ infer_builtin(Infer *S, int32_t id)
         return kl_pycomplex;
     case B_CONJ:
         return a;
+    case B_BITS:
+        if (a->kind != KL_T_FLOAT || a->bits != 64) {
+            return fail(S, in->line, "f64_bits() takes a float64, not %s",
+                        a->name);
+        }
+        return kl_pyint;
+    case B_FROM_BITS:
+        if (a->kind != KL_T_INT || a->bits != 64) {
+            return fail(S, in->line, "f64_from_bits() takes an int64, not "
+                        "%s", a->name);
+        }
+        return kl_pyfloat;
     default:
         return internal(S, "builtin without a typing rule", id);
     }
@@ -1111,6 +1127,88 @@ finish(Infer *S)
     return 0;
 }
 
+/* ---- float64 math on the Vulkan target --------------------------------- */
+
+_Static_assert(KL_MATH__COUNT <= 64, "math function sets are 64-bit masks");
+
+/* Adds to *need the libm functions that passes/lower_builtins.c will call
+ * on float64 for instruction in (a math builtin or a float / complex
+ * power). */
+static void
+math_needed(const KlInst *in, uint64_t *need)
+{
+    if (in->op == KL_OP_py_builtin && in->aux >= 0 && in->aux < KL_BI__COUNT
+        && builtin_rules[in->aux].rule == B_MATH) {
+        const char *name = kl_builtin_pyname(in->aux) + strlen("math.");
+        if (strcmp(name, "gamma") == 0) {
+            name = "tgamma";
+        }
+        for (int fn = 0; fn < KL_MATH__COUNT; fn++) {
+            if (strcmp(kl_math_name(fn), name) == 0) {
+                *need |= (uint64_t)1 << fn;
+            }
+        }
+    }
+    else if (in->op == KL_OP_py_binop && in->aux == KL_BIN_POW
+             && in->type != NULL) {
+        if (in->type->kind == KL_T_FLOAT && in->type->bits == 64) {
+            *need |= (uint64_t)1 << KL_MATH_pow;
+        }
+        else if (in->type->kind == KL_T_COMPLEX && in->type->bits == 128) {
+            /* complex powers: CPython's polar form (lower_builtins.c) */
+            static const KlMathFn cpow[] = {KL_MATH_pow, KL_MATH_atan2,
+                                            KL_MATH_exp, KL_MATH_log,
+                                            KL_MATH_cos, KL_MATH_sin};
+            for (size_t i = 0; i < sizeof(cpow) / sizeof(cpow[0]); i++) {
+                *need |= (uint64_t)1 << cpow[i];
+            }
+        }
+    }
+}
+
+/* Vulkan target: GLSL.std.450 has no float64 transcendental functions, so
+ * the SPIR-V backend implements each float64 `math` op lower will emit by
+ * calling kiln's own implementation (python/kiln/_devmath.py).  Compiles
+ * those the reachable code of f needs into the module (m->devmath). */
+static int
+resolve_devmath(Infer *S)
+{
+    KlFunc *f = S->f;
+    KlModule *m = f->mod;
+    if (m->options.target != 1 || m->resolve_call == NULL) {
+        return 0;
+    }
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        const KlVec *v = &f->blocks[b].insts;
+        for (int32_t p = 0; S->reach[b] && p < v->len; p++) {
+            const KlInst *in = &f->insts[v->items[p]];
+            uint64_t need = 0;
+            math_needed(in, &need);
+            for (int fn = 0; fn < KL_MATH__COUNT; fn++) {
+                if (!(need >> fn & 1) || m->devmath_src[fn] == NULL
+                    || m->devmath[fn] >= 0) {
+                    continue;
+                }
+                const KlType **types = kl_arena_alloc(&m->arena,
+                                                      2 * sizeof(KlType *));
+                if (types == NULL) {
+                    return kl_error(S->d, KL_DIAG_NOMEM, in->line,
+                                    "out of memory");
+                }
+                types[0] = types[1] = kl_pyfloat;
+                int32_t k = m->resolve_call(m, m->devmath_src[fn], types,
+                                            kl_math_nargs(fn), in->line,
+                                            S->d);
+                if (k < 0) {
+                    return -1;
+                }
+                m->devmath[fn] = k;
+            }
+        }
+    }
+    return 0;
+}
+
 int
 kl_infer(KlFunc *f, KlDiag *d)
 {
@@ -1142,5 +1240,8 @@ kl_infer(KlFunc *f, KlDiag *d)
     if (!S.annotated) {
         f->ret_type = S.ret_join ? S.ret_join : kl_none;
     }
-    return finish(&S);
+    if (finish(&S) < 0) {
+        return -1;
+    }
+    return resolve_devmath(&S);
 }

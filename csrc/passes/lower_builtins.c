@@ -985,6 +985,13 @@ kl_lw_builtin(Lower *L, int32_t old)
     case KL_BI_complex:
         r = lower_complex(L, in, s);
         break;
+    case KL_BI_f64_bits:
+    case KL_BI_f64_from_bits:
+        /* kiln's own math (python/kiln/_devmath.py): infer checked that
+         * the operand is a float64 / int64 */
+        r = n == 1 ? kl_lw_e1(L, KL_OP_bitcast, s, arg_val(L, in, 0))
+                   : arity_error(L, b, n);
+        break;
     case KL_BI_conjugate: {
         if (n != 1) {
             r = arity_error(L, b, n);

@@ -1,7 +1,7 @@
 /* vkexec.c: calls of SPIR-V kernels on the Vulkan runtime (see vkexec.h).
  *
- * Every call builds its buffers afresh: the status buffer (zeroed), the
- * params buffer and one buffer per array binding, records one batch
+ * Every call takes a status buffer (its head zeroed) and a params buffer
+ * from a small pool, binds one buffer per array binding, records one batch
  * (uploads, the dispatch, downloads) and submits it.  An array argument
  * is bound through an imported view of its own memory when the runtime
  * can import it and its bytes overlap no other binding's (kernel.h: the
@@ -103,8 +103,9 @@ kl_vk_kernel_new(KlModule *m, int32_t fi, KlSpvKind kind, KlDiag *d)
     for (int32_t i = 0; i < k->nptypes; i++) {
         k->ptypes[i] = f->param_types[k->param0 + i];
     }
-    k->pipe = kl_vk_pipeline(k->spv.words, k->spv.nwords, "main",
-                             (uint32_t)(KL_SPV_FIRST_ARRAY + k->spv.nbindings),
+    uint32_t nbuffers = (uint32_t)KL_SPV_FIRST_ARRAY
+                        + (k->spv.bda ? 0 : (uint32_t)k->spv.nbindings);
+    k->pipe = kl_vk_pipeline(k->spv.words, k->spv.nwords, "main", nbuffers,
                              0, NULL, 0, d);
     if (k->pipe == NULL) {
         goto fail;
@@ -215,6 +216,67 @@ kl_vk_devmem_find(const void *p, uint64_t *offset)
     }
     pthread_mutex_unlock(&devmem_lock);
     return b;
+}
+
+/* ---- pooled call buffers ---------------------------------------------- */
+
+/* The status and params buffers of calls are reused: a call takes the
+ * smallest free buffer large enough (sizes are powers of two from 256
+ * bytes) and puts it back after its batch has finished.  At most
+ * POOL_MAX buffers of at most POOL_MAX_BYTES each stay free; they are
+ * released with the device at shutdown. */
+#define POOL_MAX 16
+#define POOL_MAX_BYTES (4u << 20)
+
+static pthread_mutex_t pool_lock = PTHREAD_MUTEX_INITIALIZER;
+static KlVkBuffer *pool[POOL_MAX];
+static int npool;
+
+/* A buffer of at least `size` bytes, contents undefined.  NULL with d
+ * filled. */
+static KlVkBuffer *
+pool_get(uint64_t size, KlDiag *d)
+{
+    KlVkBuffer *b = NULL;
+    pthread_mutex_lock(&pool_lock);
+    int best = -1;
+    for (int i = 0; i < npool; i++) {
+        uint64_t have = kl_vk_buffer_size(pool[i]);
+        if (have >= size
+            && (best < 0 || have < kl_vk_buffer_size(pool[best]))) {
+            best = i;
+        }
+    }
+    if (best >= 0) {
+        b = pool[best];
+        pool[best] = pool[--npool];
+    }
+    pthread_mutex_unlock(&pool_lock);
+    if (b != NULL) {
+        return b;
+    }
+    uint64_t bytes = 256;
+    while (bytes < size) {
+        bytes *= 2;
+    }
+    return kl_vk_buffer_create(bytes, d);
+}
+
+/* Returns b (NULL is ignored) to the pool, or frees it.  No batch may
+ * still use it. */
+static void
+pool_put(KlVkBuffer *b)
+{
+    if (b == NULL) {
+        return;
+    }
+    pthread_mutex_lock(&pool_lock);
+    if (npool < POOL_MAX && kl_vk_buffer_size(b) <= POOL_MAX_BYTES) {
+        pool[npool++] = b;
+        b = NULL;
+    }
+    pthread_mutex_unlock(&pool_lock);
+    kl_vk_buffer_destroy(b);
 }
 
 /* ---- one call ---------------------------------------------------------- */
@@ -354,11 +416,13 @@ bind_arrays(Call *c, void *const *vals)
                             "multiples of the item size");
         }
         const KlVkInfo *info = kl_vk_info();
-        if (info != NULL && bd->size > info->max_storage_buffer_range) {
+        if (!k->spv.bda && info != NULL
+            && bd->size > info->max_storage_buffer_range) {
             return kl_error(c->d, KL_DIAG_VALUE, 0,
                             "an array of %llu bytes exceeds the device's "
-                            "storage-buffer range (%llu bytes); larger arrays "
-                            "are not supported on the Vulkan target yet",
+                            "storage-buffer range (%llu bytes), and the "
+                            "device lacks buffer device addresses, which "
+                            "larger arrays need",
                             (unsigned long long)bd->size,
                             (unsigned long long)
                             info->max_storage_buffer_range);
@@ -399,6 +463,54 @@ bind_arrays(Call *c, void *const *vals)
         bd->copied = 1;
     }
     return 0;
+}
+
+/* After a PFOR dispatch of `groups` workgroups whose status word 0 says
+ * some workgroup raised: finds the record of the lowest raising chunk
+ * (kernel.h) and puts its site + 1 and payload into c->words 0 and 2..7,
+ * as a serial kernel leaves them.  0, or -1 with c->d filled. */
+static int
+lowest_record(Call *c, uint32_t groups)
+{
+    uint64_t bytes = (uint64_t)groups * KL_SPV_RECORD_WORDS * 4;
+    const uint32_t *rec = kl_vk_buffer_host_ptr(c->status);
+    uint32_t *copy = NULL;
+    if (rec != NULL) {
+        rec += KL_SPV_RECORDS_AT;
+    }
+    else {
+        copy = malloc(bytes);
+        if (copy == NULL) {
+            return kl_error(c->d, KL_DIAG_NOMEM, 0, "out of memory");
+        }
+        if (kl_vk_buffer_download(c->status, KL_SPV_RECORDS_AT * 4, copy,
+                                  bytes, c->d) < 0) {
+            free(copy);
+            return -1;
+        }
+        rec = copy;
+    }
+    uint64_t best = 0;
+    const uint32_t *win = NULL;
+    for (uint32_t g = 0; g < groups; g++) {
+        const uint32_t *r = rec + (size_t)g * KL_SPV_RECORD_WORDS;
+        uint64_t key = (uint64_t)r[0] | (uint64_t)r[1] << 32;
+        if (key != 0 && (best == 0 || key < best)) {
+            best = key;
+            win = r;
+        }
+    }
+    int rc = 0;
+    if (win == NULL) {
+        rc = kl_internal_error(c->d, "Vulkan: a raise was flagged but no "
+                               "workgroup recorded one");
+    }
+    else {
+        c->words[0] = win[2];
+        memcpy(&c->words[2], &win[4], 24);
+    }
+    free(copy);
+    return rc;
 }
 
 /* Runs kernel k: head (3 int64, PFOR only) then the values vals[i] of
@@ -442,13 +554,21 @@ run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
         }
         pack_value(params, &pos, k->ptypes[i], vals[i], &c->arr[i], offset);
     }
+    for (int32_t b = 0; k->spv.bda && b < nb && pos + 8 <= psize; b++) {
+        uint64_t addr = kl_vk_buffer_address(c->bound[b].buf);
+        memcpy(params + pos, &addr, 8);
+        pos += 8;
+    }
     if (pos != psize) {
         kl_internal_error(d, "Vulkan params: packed %zu bytes, kernel "
                           "wants %u", pos, (unsigned)psize);
         goto done;
     }
-    c->status = kl_vk_buffer_create(KL_SPV_STATUS_WORDS * 4, d);
-    c->params = c->status ? kl_vk_buffer_create(psize, d) : NULL;
+    uint64_t status_bytes = k->spv.records
+        ? (KL_SPV_RECORDS_AT + (uint64_t)groups * KL_SPV_RECORD_WORDS) * 4
+        : KL_SPV_STATUS_WORDS * 4;
+    c->status = pool_get(status_bytes, d);
+    c->params = c->status ? pool_get(psize, d) : NULL;
     if (c->params == NULL) {
         goto done;
     }
@@ -487,6 +607,9 @@ run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
     }
     rc = kl_vk_batch_submit(batch, d);
     batch = NULL;
+    if (rc == 0 && k->spv.records && c->words[0] != 0) {
+        rc = lowest_record(c, groups);
+    }
     if (rc == 0 && c->words[12] != 0) {
         rc = kl_error(d, KL_DIAG_RUNTIME, 0, "the Vulkan driver stopped a "
                       "loop after %d steps of one invocation (lavapipe's "
@@ -501,8 +624,8 @@ done:
             kl_vk_buffer_destroy(c->bound[b].buf);
         }
     }
-    kl_vk_buffer_destroy(c->status);
-    kl_vk_buffer_destroy(c->params);
+    pool_put(c->status);            /* the batch has finished or was */
+    pool_put(c->params);            /* discarded above */
     free(c->bound);
     free(bufs);
     free(params);

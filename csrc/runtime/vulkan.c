@@ -572,7 +572,11 @@ pick_features(const Features *have, Features *use, uint32_t api,
         e->storageBuffer8BitAccess = h->storageBuffer8BitAccess;
         e->shaderInt8 = h->shaderInt8;
         e->shaderFloat16 = h->shaderFloat16;
-        e->bufferDeviceAddress = h->bufferDeviceAddress;
+        /* KILN_VULKAN_NO_BDA=1: as if the device lacked buffer device
+         * addresses (tests the storage-buffer-only path) */
+        const char *no_bda = getenv("KILN_VULKAN_NO_BDA");
+        e->bufferDeviceAddress = h->bufferDeviceAddress
+                                 && !(no_bda != NULL && no_bda[0] == '1');
         e->scalarBlockLayout = h->scalarBlockLayout;
         e->vulkanMemoryModel = h->vulkanMemoryModel;
         e->vulkanMemoryModelDeviceScope = h->vulkanMemoryModelDeviceScope;

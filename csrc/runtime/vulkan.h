@@ -134,7 +134,9 @@ typedef struct KlVkInfo {
  * Env KILN_VULKAN_VALIDATE=1 enables the Khronos validation layer when it
  * is installed (messages go to stderr); KILN_VULKAN_STAGING=1 treats the
  * device as having separate memory (unified_memory false), so that the
- * staging path of discrete GPUs can be tested on lavapipe.  Thread-safe. */
+ * staging path of discrete GPUs can be tested on lavapipe;
+ * KILN_VULKAN_NO_BDA=1 leaves bufferDeviceAddress off (buffer_device_address
+ * false), so that the storage-buffer-only path can be.  Thread-safe. */
 int kl_vk_init(KlDiag *d);
 
 /* True when kl_vk_init has succeeded (never initialises anything). */

@@ -225,7 +225,9 @@ def to_device(a):
     """Copies array `a` (anything numpy.asarray takes) into the memory of
     the Vulkan device and returns it as a DeviceArray (C-contiguous, same
     dtype and shape).  TypeError for dtypes kiln kernels do not take;
-    ValueError when the array exceeds the device's maxStorageBufferRange;
+    ValueError when the array exceeds what one device buffer may hold (the
+    device's largest allocation; maxStorageBufferRange on devices without
+    buffer device addresses, through which kernels reach larger arrays);
     RuntimeError when there is no Vulkan device."""
     import numpy as np
     if isinstance(a, DeviceArray):
@@ -238,11 +240,15 @@ def to_device(a):
     available, reason, info = _state()
     if not available:
         raise RuntimeError(f"kiln: no Vulkan device is available: {reason}")
-    limit = info["max_storage_buffer_range"]
+    if info["buffer_device_address"] and info["int64"]:
+        limit = info["max_allocation_size"]
+        what = "one allocation"
+    else:
+        limit = info["max_storage_buffer_range"]
+        what = "one binding"
     if a.nbytes > limit:
-        # one binding covers at most this much (no device addresses yet)
         raise ValueError(f"kiln.vulkan.to_device(): {a.nbytes} bytes exceed "
-                         f"the {limit} bytes one binding of the device "
+                         f"the {limit} bytes {what} of the device "
                          f"{info['name']!r} may span")
     return DeviceArray._from_host(np.asarray(a, order="C"))
 

@@ -985,6 +985,9 @@ emit_inst(Cg *cg, int32_t id, LLVMValueRef *args)
                                      f->name, OPTYPE(0)->name, T->name);
         }
         break;
+    case KL_OP_bitcast:
+        v = LLVMBuildBitCast(b, OPND(0), reg_type(cg, T), "");
+        break;
     case KL_OP_math:
         if (in->aux < 0 || in->aux >= KL_MATH__COUNT || !is_float(T)
             || in->nargs < 1 || in->nargs > 2) {

@@ -6,7 +6,7 @@
  * compiled code, and so are the runtime helpers it calls (kl_pool_run),
  * defined by address because Python loads extensions RTLD_LOCAL.  Each
  * compilation builds its module in a fresh context (codegen.c), optimises
- * it with the new pass manager's default<O3>, adds it to the main JITDylib
+ * it with the new pass manager (PIPELINE below), adds it to the main JITDylib
  * under a unique entry name and looks the entry up, which generates the
  * machine code once.  Compiled code lives until process
  * exit.  A mutex guards the shared state.
@@ -183,7 +183,16 @@ module_text(LLVMModuleRef mod, KlLlvmText *text, KlDiag *d)
     return text->asm_text == NULL ? -1 : 0;
 }
 
-/* Checks and optimises mod in place with default<O3> for the host. */
+/* default<O3>, after inductive range check elimination (irce): a loop
+ * whose index checks (lower's bounds checks, `i < extent`) may fail only in
+ * its first or last iterations is split so that its main part has no
+ * check, hence one exit, and vectorises without a scalar tail.  irce wants
+ * rotated loops with invariants hoisted and canonical induction variables,
+ * hence the passes before it. */
+#define PIPELINE "function(sroa,loop-mssa(licm),loop(loop-rotate,indvars)," \
+                 "irce),default<O3>"
+
+/* Checks and optimises mod in place with PIPELINE for the host. */
 static int
 optimise(LLVMModuleRef mod, KlDiag *d)
 {
@@ -195,7 +204,7 @@ optimise(LLVMModuleRef mod, KlDiag *d)
     }
     LLVMDisposeMessage(msg);
     LLVMPassBuilderOptionsRef opts = LLVMCreatePassBuilderOptions();
-    LLVMErrorRef err = LLVMRunPasses(mod, "default<O3>", tm, opts);
+    LLVMErrorRef err = LLVMRunPasses(mod, PIPELINE, tm, opts);
     LLVMDisposePassBuilderOptions(opts);
     if (err != NULL) {
         return llvm_error(d, "optimisation", err);

@@ -314,6 +314,10 @@ kl_spv_finish(KlSpvMod *m, uint32_t **words, size_t *nwords)
     if (m->subgroup) {
         SPV(m, &out, SpvOpCapability, SpvCapabilityGroupNonUniform);
     }
+    if (m->psb) {
+        SPV(m, &out, SpvOpCapability,
+            SpvCapabilityPhysicalStorageBufferAddresses);
+    }
     /* Python's float semantics: signed zeros, infinities and NaNs are
      * values the driver must not optimise away (x + 0.0 is not x). */
     int fctl = m->fwidths != 0 && m->entry_fn != 0;
@@ -336,12 +340,18 @@ kl_spv_finish(KlSpvMod *m, uint32_t **words, size_t *nwords)
         kl_spv_inst_str(m, &out, SpvOpExtension, NULL, 0,
                         "SPV_KHR_16bit_storage", NULL, 0);
     }
+    if (m->psb) {
+        kl_spv_inst_str(m, &out, SpvOpExtension, NULL, 0,
+                        "SPV_KHR_physical_storage_buffer", NULL, 0);
+    }
     if (m->glsl != 0) {
         uint32_t w[1] = {m->glsl};
         kl_spv_inst_str(m, &out, SpvOpExtInstImport, w, 1, "GLSL.std.450",
                         NULL, 0);
     }
-    SPV(m, &out, SpvOpMemoryModel, SpvAddressingModelLogical,
+    SPV(m, &out, SpvOpMemoryModel,
+        m->psb ? SpvAddressingModelPhysicalStorageBuffer64
+               : SpvAddressingModelLogical,
         SpvMemoryModelGLSL450);
     kl_spv_append(m, &out, &m->entry);
     kl_spv_append(m, &out, &m->names);

@@ -38,6 +38,8 @@ typedef struct KlSpvMod {
     uint32_t fwidths;       /* float widths used: bit 0 32-bit, bit 1 64 */
     int subgroup;           /* uses GroupNonUniform (basic subgroup ops,
                                in every Vulkan 1.1 compute stage) */
+    int psb;                /* uses PhysicalStorageBuffer pointers
+                               (buffer device addresses) */
     uint32_t entry_fn;      /* the entry point's function id (for the
                                float-control execution modes), or 0 */
     KlSpvBuf entry;         /* OpEntryPoint, OpExecutionMode */

@@ -18,7 +18,8 @@
  * so definitions dominate uses.
  *
  * `raise` fills the status buffer (in a serial kernel, first writer wins;
- * in a pfor kernel, the lowest chunk wins) and sets a private flag; every
+ * in a pfor kernel, the lowest chunk wins, see kernel.h) and sets a
+ * private flag; every
  * call checks the flag and returns at once when it is set.  A pfor below
  * the kernel (a prange in a function called from a parallel body) runs
  * its chunks one after another, its scratch arrays private to the
@@ -74,9 +75,15 @@ typedef struct Con {
 
 /* A buffer binding's variable and element pointer type. */
 typedef struct Bind {
-    uint32_t var;               /* OpVariable (StorageBuffer) */
+    uint32_t var;               /* OpVariable (StorageBuffer); with buffer
+                                   device addresses a Private uint64
+                                   holding the array's address */
     uint32_t elem_ptr;          /* pointer to one element */
     uint32_t mem;               /* element type in memory */
+    uint32_t block_ptr;         /* addresses: PhysicalStorageBuffer
+                                   pointer to the Block struct, else 0 */
+    uint32_t align;             /* addresses: bytes every element access
+                                   is aligned to */
 } Bind;
 
 typedef struct Em {
@@ -84,6 +91,7 @@ typedef struct Em {
     KlDiag *d;
     KlSpvMod sm;
     KlSpvKind kind;
+    int bda;                    /* arrays by buffer device address */
     /* kernel-wide */
     uint32_t u32, i64t, status_var, params_var, raised_var;
     uint32_t steps_var;         /* loop steps run (lavapipe guard), or 0 */
@@ -335,11 +343,29 @@ add_binding(Em *e, int32_t param, const KlType *elem, int64_t count)
     snprintf(name, sizeof(name), param >= 0 ? "arg%d" : "scratch%d",
              param >= 0 ? (int)param : (int)k);
     uint32_t st = buffer_struct(e, mem, kl_type_itemsize(elem));
-    e->bvars[k].var = buffer_var(e, st, KL_SPV_FIRST_ARRAY + (uint32_t)k,
-                                 name);
-    e->bvars[k].mem = mem;
-    e->bvars[k].elem_ptr = kl_spv_ptr(&e->sm, SpvStorageClassStorageBuffer,
-                                      mem);
+    Bind *b = &e->bvars[k];
+    b->mem = mem;
+    if (e->bda) {
+        KlSpvMod *sm = &e->sm;
+        sm->psb = 1;
+        b->var = kl_spv_id(sm);
+        SPV(sm, &sm->types, SpvOpVariable,
+            kl_spv_ptr(sm, SpvStorageClassPrivate, e->i64t), b->var,
+            SpvStorageClassPrivate);
+        kl_spv_name(sm, b->var, name);
+        b->block_ptr = kl_spv_ptr(sm, SpvStorageClassPhysicalStorageBuffer,
+                                  st);
+        b->elem_ptr = kl_spv_ptr(sm, SpvStorageClassPhysicalStorageBuffer,
+                                 mem);
+        b->align = (uint32_t)kl_type_itemsize(
+            elem->kind == KL_T_COMPLEX ? (elem->bits == 64 ? kl_f32 : kl_f64)
+                                       : elem);
+        return k;
+    }
+    b->var = buffer_var(e, st, KL_SPV_FIRST_ARRAY + (uint32_t)k, name);
+    b->elem_ptr = kl_spv_ptr(&e->sm, SpvStorageClassStorageBuffer, mem);
+    b->block_ptr = 0;
+    b->align = 0;
     return k;
 }
 
@@ -1194,8 +1220,14 @@ emit_powf(Em *e, const KlType *t, uint32_t x, uint32_t y)
 #undef OR
 }
 
+static int call_fn(Em *e, int line, int32_t fi, const uint32_t *pre,
+                   int npre, const int32_t *args, int32_t nargs,
+                   uint32_t *result);
+
 /* libm function fn of type t on args (ops.h `math`); 0 with d filled
- * when the Vulkan target has no implementation. */
+ * when the Vulkan target has no implementation.  float64 functions
+ * without a GLSL instruction call kiln's own implementation
+ * (m->devmath, python/kiln/_devmath.py). */
 static uint32_t
 emit_math(Em *e, const KlInst *in, const uint32_t *args)
 {
@@ -1220,6 +1252,12 @@ emit_math(Em *e, const KlInst *in, const uint32_t *args)
         uint32_t l2 = ext(e, ft, GLSLstd450Log2, args, 1);
         return fop(e, SpvOpFMul, ft, l2,
                    kl_spv_const_float(&e->sm, 32, 0.30102999566398119521));
+    }
+    if (t->bits == 64 && !f64ok && e->m->devmath[fn] >= 0) {
+        /* kiln's own float64 implementation, resolved by infer */
+        uint32_t r = 0;
+        return call_fn(e, in->line, e->m->devmath[fn], NULL, 0, in->args,
+                       in->nargs, &r) < 0 ? 0 : r;
     }
     if (g < 0 || (t->bits == 64 && !f64ok)) {
         char what[96];
@@ -1273,8 +1311,30 @@ emit_elemptr(Em *e, const ArrVal *a, const uint32_t *idx)
         return r;
     }
     Bind *b = &e->bvars[a->binding];
-    SPV(&e->sm, B, SpvOpAccessChain, b->elem_ptr, r, b->var, cu32(e, 0), off);
+    uint32_t base = b->var;
+    if (b->block_ptr != 0) {
+        base = op1(e, SpvOpConvertUToPtr, b->block_ptr,
+                   op1(e, SpvOpLoad, e->i64t, b->var));
+    }
+    SPV(&e->sm, B, SpvOpAccessChain, b->elem_ptr, r, base, cu32(e, 0), off);
     return r;
+}
+
+/* The alignment a load or store through element pointer `ptr` (an IR
+ * value) must declare: an array bound by device address needs one; 0 for
+ * storage buffers and private arrays. */
+static uint32_t
+access_align(Em *e, int32_t ptr)
+{
+    const KlInst *p = &e->f->insts[ptr];
+    if (!e->bda || p->op != KL_OP_elemptr) {
+        return 0;
+    }
+    const ArrVal *av = e->arr[p->args[0]];
+    if (av == NULL || av->binding < 0) {
+        return 0;
+    }
+    return e->bvars[av->binding].align;
 }
 
 /* `scratch` instruction in: a fresh private array of imm.i elements
@@ -1345,101 +1405,114 @@ raise_payload(Em *e, const KlInst *in, int32_t k)
     return v;
 }
 
-/* In a PFOR entry, after chunk `chunk` raised (its site + 1 and payload
- * in the private rsite/rpay variables): the lowest chunk's raise must
- * win, as CPython reports the first failing iteration.  Status word 1 is
- * a spin lock; the holder compares chunk + 1 with the one recorded in
- * words 8..9 (0: none) and, when lower, writes site, payload and chunk.
- * Each attempt runs inside the loop body, so lanes executing in lockstep
- * make progress.  (Done at the entry, outside the kernel's own loops.) */
+/* Pointer to uint32 word `idx` (an id of a uint32 value) of buffer
+ * variable var. */
+static uint32_t
+word_ptr_at(Em *e, uint32_t var, uint32_t idx)
+{
+    uint32_t r = kl_spv_id(&e->sm);
+    SPV(&e->sm, B, SpvOpAccessChain, e->sb_u32_ptr, r, var, cu32(e, 0), idx);
+    return r;
+}
+
+/* Stores the 64-bit value v (of 64-bit type) at status words idx, idx + 1
+ * (idx an id). */
 static void
-raise_lowest(Em *e, uint32_t chunk)
+put64_at(Em *e, uint32_t v, uint32_t idx)
+{
+    uint32_t v2 = kl_spv_vec(&e->sm, e->u32, 2);
+    uint32_t p = op1(e, SpvOpBitcast, v2, v);
+    SPV(&e->sm, B, SpvOpStore, word_ptr_at(e, e->status_var, idx),
+        op2(e, SpvOpCompositeExtract, e->u32, p, 0));
+    SPV(&e->sm, B, SpvOpStore, word_ptr_at(
+            e, e->status_var, op2(e, SpvOpIAdd, e->u32, idx, cu32(e, 1))),
+        op2(e, SpvOpCompositeExtract, e->u32, p, 1));
+}
+
+/* Opens `if (cond) {`; returns the merge block for close_if. */
+static uint32_t
+open_if(Em *e, uint32_t cond)
+{
+    uint32_t then = kl_spv_id(&e->sm), merge = kl_spv_id(&e->sm);
+    SPV(&e->sm, B, SpvOpSelectionMerge, merge, SpvSelectionControlMaskNone);
+    SPV(&e->sm, B, SpvOpBranchConditional, cond, then, merge);
+    label(e, then);
+    return merge;
+}
+
+static void
+close_if(Em *e, uint32_t merge)
+{
+    branch(e, merge);
+    label(e, merge);
+}
+
+/* OpControlBarrier over the workgroup, ordering workgroup memory. */
+static void
+workgroup_barrier(Em *e)
+{
+    SPV(&e->sm, B, SpvOpControlBarrier, cu32(e, SpvScopeWorkgroup),
+        cu32(e, SpvScopeWorkgroup),
+        cu32(e, SpvMemorySemanticsAcquireReleaseMask
+                | SpvMemorySemanticsWorkgroupMemoryMask));
+}
+
+/* The end of a PFOR entry that can raise (every invocation of the
+ * workgroup reaches it): picks the workgroup's lowest raising chunk and
+ * writes the workgroup's record (kernel.h).  key is the invocation's
+ * uint32 rank within the workgroup (round * KL_SPV_PFOR_WG + local id,
+ * 2**32 - 1 when it did not raise), chunk its raising chunk (int64),
+ * wgmin the Workgroup variable initialised to 2**32 - 1, lid and wid the
+ * local id x and workgroup id x (uint32).  No lock: one atomic min in
+ * shared memory and a barrier decide the winner, and each record has
+ * exactly one writer, so no invocation ever waits for another. */
+static void
+write_record(Em *e, uint32_t key, uint32_t chunk, uint32_t wgmin,
+             uint32_t lid, uint32_t wid)
 {
     KlSpvMod *sm = &e->sm;
-    uint32_t bt = kl_spv_bool(sm), u64 = e->i64t;
-    uint32_t v2 = kl_spv_vec(sm, e->u32, 2);
-    uint32_t key = op2(e, SpvOpIAdd, u64, chunk, ci64(e, 1));
-    uint32_t site = op1(e, SpvOpLoad, e->u32, e->rsite_var);
-    uint32_t pay[3];
-    for (int32_t k = 0; k < 3; k++) {
-        pay[k] = op1(e, SpvOpLoad, u64, e->rpay_var[k]);
-    }
-    /* first a lock-free filter: word 10 holds the largest 2**32 - 1 -
-     * (chunk + 1) so far (0: none); a chunk above the lowest so far is
-     * done at once, so few chunks ever wait for the lock */
-    uint32_t k32 = op1(e, SpvOpUConvert, e->u32, op3(
-        e, SpvOpSelect, u64, op2(e, SpvOpULessThan, bt, key,
-                                 ci64(e, 0xffffffffLL)),
-        key, ci64(e, 0xffffffffLL)));
-    uint32_t inv = op2(e, SpvOpISub, e->u32, cu32(e, 0xffffffffu), k32);
-    uint32_t prev = kl_spv_id(sm);
-    SPV(sm, B, SpvOpAtomicUMax, e->u32, prev, word_ptr(e, e->status_var, 10),
-        cu32(e, SpvScopeDevice), cu32(e, 0), inv);
-    uint32_t lower = op2(e, SpvOpULessThanEqual, bt, prev, inv);
-    uint32_t done = local_var(e, bt, op1(e, SpvOpLogicalNot, bt, lower));
-    uint32_t head = kl_spv_id(sm), body = kl_spv_id(sm);
-    uint32_t cont = kl_spv_id(sm), merge = kl_spv_id(sm);
-    branch(e, head);
-    label(e, head);
-    uint32_t d = op1(e, SpvOpLoad, bt, done);
-    loop_merge(e, merge, cont);
-    SPV(sm, B, SpvOpBranchConditional, d, merge, body);
-    label(e, body);
-    /* one lane of the subgroup at a time: lavapipe may perform an atomic
-     * on one address for several lanes at once, handing all of them the
-     * same old value */
-    uint32_t elect = kl_spv_id(sm), one = kl_spv_id(sm);
-    uint32_t try_ = kl_spv_id(sm);
-    sm->subgroup = 1;
-    SPV(sm, B, SpvOpGroupNonUniformElect, bt, elect,
-        cu32(e, SpvScopeSubgroup));
-    SPV(sm, B, SpvOpSelectionMerge, try_, SpvSelectionControlMaskNone);
-    SPV(sm, B, SpvOpBranchConditional, elect, one, try_);
-    label(e, one);
+    uint32_t bt = kl_spv_bool(sm), none = cu32(e, 0xffffffffu);
+    uint32_t raised = op2(e, SpvOpINotEqual, bt, key, none);
+    uint32_t m = open_if(e, raised);
     uint32_t old = kl_spv_id(sm);
-    SPV(sm, B, SpvOpAtomicCompareExchange, e->u32, old,
-        word_ptr(e, e->status_var, 1), cu32(e, SpvScopeDevice),
-        cu32(e, 0x48), cu32(e, 0x42), cu32(e, 1), cu32(e, 0));
-    uint32_t got = op2(e, SpvOpIEqual, bt, old, cu32(e, 0));
-    uint32_t crit = kl_spv_id(sm), after = kl_spv_id(sm);
-    SPV(sm, B, SpvOpSelectionMerge, after, SpvSelectionControlMaskNone);
-    SPV(sm, B, SpvOpBranchConditional, got, crit, after);
-    label(e, crit);
-    uint32_t lo = op1(e, SpvOpLoad, e->u32, word_ptr(e, e->status_var, 8));
-    uint32_t hi = op1(e, SpvOpLoad, e->u32, word_ptr(e, e->status_var, 9));
-    uint32_t cur = op1(e, SpvOpBitcast, u64,
-                       op2(e, SpvOpCompositeConstruct, v2, lo, hi));
-    uint32_t better = op2(e, SpvOpLogicalOr, bt,
-                          op2(e, SpvOpIEqual, bt, cur, ci64(e, 0)),
-                          op2(e, SpvOpULessThan, bt, key, cur));
-    uint32_t wr = kl_spv_id(sm), wmerge = kl_spv_id(sm);
-    SPV(sm, B, SpvOpSelectionMerge, wmerge, SpvSelectionControlMaskNone);
-    SPV(sm, B, SpvOpBranchConditional, better, wr, wmerge);
-    label(e, wr);
-    put_word(e, 0, site);
-    for (int32_t k = 0; k < 3; k++) {
-        put_scalar(e, kl_i64, pay[k], 2 + 2 * (uint32_t)k);
+    SPV(sm, B, SpvOpAtomicUMin, e->u32, old, wgmin,
+        cu32(e, SpvScopeWorkgroup), cu32(e, 0), key);
+    close_if(e, m);
+    workgroup_barrier(e);
+    uint32_t low = kl_spv_id(sm);
+    SPV(sm, B, SpvOpAtomicLoad, e->u32, low, wgmin,
+        cu32(e, SpvScopeWorkgroup), cu32(e, 0));
+    uint32_t rec = op2(e, SpvOpIAdd, e->u32, cu32(e, KL_SPV_RECORDS_AT),
+                       op2(e, SpvOpIMul, e->u32, wid,
+                           cu32(e, KL_SPV_RECORD_WORDS)));
+    /* the winner: the raising invocation holding the lowest rank */
+    uint32_t win = op2(e, SpvOpLogicalAnd, bt, raised,
+                       op2(e, SpvOpIEqual, bt, key, low));
+    m = open_if(e, win);
+    put64_at(e, op2(e, SpvOpIAdd, e->i64t, chunk, ci64(e, 1)), rec);
+    SPV(sm, B, SpvOpStore, word_ptr_at(
+            e, e->status_var, op2(e, SpvOpIAdd, e->u32, rec, cu32(e, 2))),
+        op1(e, SpvOpLoad, e->u32, e->rsite_var));
+    for (uint32_t k = 0; k < 3; k++) {
+        put64_at(e, op1(e, SpvOpLoad, e->i64t, e->rpay_var[k]),
+                 op2(e, SpvOpIAdd, e->u32, rec, cu32(e, 4 + 2 * k)));
     }
-    put_scalar(e, kl_i64, key, 8);
-    branch(e, wmerge);
-    label(e, wmerge);
-    SPV(sm, B, SpvOpAtomicStore, word_ptr(e, e->status_var, 1),
-        cu32(e, SpvScopeDevice), cu32(e, 0x44), cu32(e, 0));
-    SPV(sm, B, SpvOpStore, done, kl_spv_const_bool(sm, 1));
-    branch(e, after);
-    label(e, after);
-    branch(e, try_);
-    label(e, try_);
-    branch(e, cont);
-    label(e, cont);
-    branch(e, head);
-    label(e, merge);
+    SPV(sm, B, SpvOpAtomicStore, word_ptr(e, e->status_var, 0),
+        cu32(e, SpvScopeDevice), cu32(e, 0), cu32(e, 1));
+    close_if(e, m);
+    /* no raise in the workgroup: local invocation 0 writes "none" */
+    uint32_t quiet = op2(e, SpvOpLogicalAnd, bt,
+                         op2(e, SpvOpIEqual, bt, low, none),
+                         op2(e, SpvOpIEqual, bt, lid, cu32(e, 0)));
+    m = open_if(e, quiet);
+    put64_at(e, ci64(e, 0), rec);
+    close_if(e, m);
 }
 
 /* `raise` instruction in: in a serial kernel, claims the status buffer
  * (word 0 from 0 to site + 1) and the winner writes the payload; in a
  * PFOR kernel, records site + 1 and payload privately for the entry's
- * raise_lowest.  Then sets the raised flag and returns. */
+ * write_record.  Then sets the raised flag and returns. */
 static void
 emit_raise(Em *e, const KlInst *in)
 {
@@ -1771,6 +1844,9 @@ emit_inst(Em *e, int32_t id)
                                      f->name, OT->name, T->name);
         }
         break;
+    case KL_OP_bitcast:
+        v = op1(e, SpvOpBitcast, ty, a[0]);
+        break;
     case KL_OP_math:
         if (in->aux < 0 || in->aux >= KL_MATH__COUNT || T->kind != KL_T_FLOAT
             || in->nargs < 1 || in->nargs > 2) {
@@ -1813,7 +1889,14 @@ emit_inst(Em *e, int32_t id)
         break;
     }
     case KL_OP_load:
-        v = op1(e, SpvOpLoad, mem_type(e, T), a[0]);
+        if (access_align(e, in->args[0]) != 0) {
+            v = kl_spv_id(&e->sm);
+            SPV(&e->sm, B, SpvOpLoad, mem_type(e, T), v, a[0],
+                SpvMemoryAccessAlignedMask, access_align(e, in->args[0]));
+        }
+        else {
+            v = op1(e, SpvOpLoad, mem_type(e, T), a[0]);
+        }
         if (T->kind == KL_T_BOOL) {
             v = op2(e, SpvOpINotEqual, ty, v, kl_spv_const_int(&e->sm, 8, 0));
         }
@@ -1835,7 +1918,13 @@ emit_inst(Em *e, int32_t id)
                 }
             }
         }
-        SPV(&e->sm, B, SpvOpStore, a[0], x);
+        if (access_align(e, ep) != 0) {
+            SPV(&e->sm, B, SpvOpStore, a[0], x, SpvMemoryAccessAlignedMask,
+                access_align(e, ep));
+        }
+        else {
+            SPV(&e->sm, B, SpvOpStore, a[0], x);
+        }
         break;
     }
     case KL_OP_call:
@@ -2409,9 +2498,27 @@ serial_body(Em *e, Fn *g, uint32_t *w)
     entry_return(e);
 }
 
-/* The PFOR entry: grid-stride loop over chunks (kernel.h). */
+/* The Input variables a PFOR entry reads (0 when unused). */
+typedef struct PforIo {
+    uint32_t gid, nwg;          /* global invocation id, workgroup count */
+    uint32_t lid, wid;          /* local invocation id, workgroup id: only
+                                   in kernels that can raise */
+} PforIo;
+
+/* x component of builtin var, as uint32. */
+static uint32_t
+builtin_x32(Em *e, uint32_t var)
+{
+    uint32_t v3 = kl_spv_vec(&e->sm, e->u32, 3);
+    return op2(e, SpvOpCompositeExtract, e->u32, op1(e, SpvOpLoad, v3, var),
+               0);
+}
+
+/* The PFOR entry: grid-stride loop over chunks (kernel.h).  In a kernel
+ * that can raise, an invocation leaves the loop at its first raising
+ * chunk, and the workgroup then writes its record (write_record). */
 static void
-pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
+pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
 {
     KlSpvMod *sm = &e->sm;
     KlFunc *f = e->m->funcs[g->func];
@@ -2420,12 +2527,27 @@ pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
     SPV(sm, &e->vars, SpvOpVariable,
         kl_spv_ptr(sm, SpvStorageClassFunction, i64), cvar,
         SpvStorageClassFunction);
+    uint32_t wgmin = 0, keyvar = 0, chunkvar = 0, lid = 0;
+    if (e->raised_var != 0) {
+        wgmin = kl_spv_id(sm);
+        SPV(sm, &sm->types, SpvOpVariable,
+            kl_spv_ptr(sm, SpvStorageClassWorkgroup, e->u32), wgmin,
+            SpvStorageClassWorkgroup);
+        kl_spv_name(sm, wgmin, "lowest_raise");
+        lid = builtin_x32(e, io->lid);
+        uint32_t m = open_if(e, op2(e, SpvOpIEqual, bt, lid, cu32(e, 0)));
+        SPV(sm, B, SpvOpStore, wgmin, cu32(e, 0xffffffffu));
+        close_if(e, m);
+        workgroup_barrier(e);
+        keyvar = local_var(e, e->u32, cu32(e, 0xffffffffu));
+        chunkvar = local_var(e, i64, ci64(e, 0));
+    }
     uint32_t nchunks = read64(e, i64, 0), cs = read64(e, i64, 2);
     uint32_t niters = read64(e, i64, 4);
     int n = 6;
     decode_params(e, f, 3, 6, w, &n);
-    uint32_t c0 = builtin_x(e, gid);
-    uint32_t grid = op2(e, SpvOpIMul, i64, builtin_x(e, nwg),
+    uint32_t c0 = builtin_x(e, io->gid);
+    uint32_t grid = op2(e, SpvOpIMul, i64, builtin_x(e, io->nwg),
                         ci64(e, KL_SPV_PFOR_WG));
     SPV(sm, B, SpvOpStore, cvar, c0);
     uint32_t head = kl_spv_id(sm), body = kl_spv_id(sm);
@@ -2452,8 +2574,20 @@ pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
         SPV(sm, B, SpvOpSelectionMerge, go, SpvSelectionControlMaskNone);
         SPV(sm, B, SpvOpBranchConditional, rs, out, go);
         label(e, out);
-        raise_lowest(e, c);
-        entry_return(e);
+        /* rank = min(round, 2**26 - 1) * KL_SPV_PFOR_WG + local id, where
+         * round = (c - c0) / grid: within a workgroup, chunk order */
+        uint32_t round = op2(e, SpvOpUDiv, i64, op2(e, SpvOpISub, i64, c, c0),
+                             grid);
+        uint32_t cap = ci64(e, (1LL << 26) - 1);
+        round = op3(e, SpvOpSelect, i64,
+                    op2(e, SpvOpULessThan, bt, round, cap), round, cap);
+        uint32_t rank = op2(e, SpvOpIAdd, e->u32,
+                            op2(e, SpvOpIMul, e->u32,
+                                op1(e, SpvOpUConvert, e->u32, round),
+                                cu32(e, KL_SPV_PFOR_WG)), lid);
+        SPV(sm, B, SpvOpStore, keyvar, rank);
+        SPV(sm, B, SpvOpStore, chunkvar, c);
+        branch(e, merge);
         label(e, go);
     }
     branch(e, cont);
@@ -2461,6 +2595,11 @@ pfor_body(Em *e, Fn *g, uint32_t *w, uint32_t gid, uint32_t nwg)
     SPV(sm, B, SpvOpStore, cvar, op2(e, SpvOpIAdd, i64, c, grid));
     branch(e, head);
     label(e, merge);
+    if (e->raised_var != 0) {
+        write_record(e, op1(e, SpvOpLoad, e->u32, keyvar),
+                     op1(e, SpvOpLoad, i64, chunkvar), wgmin, lid,
+                     builtin_x32(e, io->wid));
+    }
     entry_return(e);
 }
 
@@ -2473,7 +2612,8 @@ emit_main(Em *e, Fn *g)
     KlFunc *f = e->m->funcs[g->func];
     uint32_t main_id = kl_spv_id(sm), first = kl_spv_id(sm);
     uint32_t vt = kl_spv_void(sm), ft = kl_spv_fntype(sm, vt, NULL, 0);
-    uint32_t gid = 0, nwg = 0, words = 0;
+    uint32_t words = 0;
+    PforIo io = {0, 0, 0, 0};
     uint32_t *w = malloc(sizeof(uint32_t) * ((size_t)flat_count(f) + 8));
     if (w == NULL) {
         nomem(e);
@@ -2485,26 +2625,38 @@ emit_main(Em *e, Fn *g)
     /* status word 11 is zero until a serial kernel's result is stored */
     SPV(sm, B, SpvOpStore, e->zero_var,
         op1(e, SpvOpLoad, e->u32, word_ptr(e, e->status_var, 11)));
+    /* the params words; then, with device addresses, one uint64 per
+     * array binding, copied into the bindings' Private variables */
+    words = e->kind == KL_SPV_PFOR ? 6 : 0;
+    for (int32_t k = e->kind == KL_SPV_PFOR ? 3 : 0; k < f->nparams; k++) {
+        words += slot_words(f->param_types[k]);
+    }
+    for (int32_t k = 0; e->bda && k < e->nbinds; k++) {
+        SPV(sm, B, SpvOpStore, e->bvars[k].var,
+            read64(e, e->i64t, words + 2 * (uint32_t)k));
+    }
+    if (e->bda) {
+        words += 2 * (uint32_t)e->nbinds;
+    }
     if (e->kind == KL_SPV_PFOR) {
-        gid = builtin_var(e, SpvBuiltInGlobalInvocationId, "gl_GlobalInvocationID");
-        nwg = builtin_var(e, SpvBuiltInNumWorkgroups, "gl_NumWorkGroups");
-        pfor_body(e, g, w, gid, nwg);
-        words = 6;
-        for (int32_t k = 3; k < f->nparams; k++) {
-            words += slot_words(f->param_types[k]);
+        io.gid = builtin_var(e, SpvBuiltInGlobalInvocationId,
+                             "gl_GlobalInvocationID");
+        io.nwg = builtin_var(e, SpvBuiltInNumWorkgroups, "gl_NumWorkGroups");
+        if (e->raised_var != 0) {
+            io.lid = builtin_var(e, SpvBuiltInLocalInvocationId,
+                                 "gl_LocalInvocationID");
+            io.wid = builtin_var(e, SpvBuiltInWorkgroupId, "gl_WorkGroupID");
         }
+        pfor_body(e, g, w, &io);
     }
     else {
         serial_body(e, g, w);
-        for (int32_t k = 0; k < f->nparams; k++) {
-            words += slot_words(f->param_types[k]);
-        }
     }
     free(w);
     uint32_t ep[2] = {SpvExecutionModelGLCompute, main_id};
-    uint32_t io[2] = {gid, nwg};
-    kl_spv_inst_str(sm, &sm->entry, SpvOpEntryPoint, ep, 2, "main", io,
-                    gid ? 2 : 0);
+    uint32_t iface[4] = {io.gid, io.nwg, io.lid, io.wid};
+    kl_spv_inst_str(sm, &sm->entry, SpvOpEntryPoint, ep, 2, "main", iface,
+                    io.gid == 0 ? 0 : io.lid == 0 ? 2 : 4);
     sm->entry_fn = main_id;
     SPV(sm, &sm->entry, SpvOpExecutionMode, main_id,
         SpvExecutionModeLocalSize,
@@ -2530,8 +2682,7 @@ make_globals(Em *e)
     e->u32 = kl_spv_int(sm, 32);
     e->i64t = kl_spv_int(sm, 64);
     e->sb_u32_ptr = kl_spv_ptr(sm, SpvStorageClassStorageBuffer, e->u32);
-    uint32_t w[2] = {e->u32, cu32(e, KL_SPV_STATUS_WORDS)};
-    uint32_t arr = kl_spv_fresh_type(sm, SpvOpTypeArray, w, 2);
+    uint32_t arr = kl_spv_fresh_type(sm, SpvOpTypeRuntimeArray, &e->u32, 1);
     SPV(sm, &sm->decos, SpvOpDecorate, arr, SpvDecorationArrayStride, 4);
     uint32_t st = kl_spv_fresh_type(sm, SpvOpTypeStruct, &arr, 1);
     SPV(sm, &sm->decos, SpvOpDecorate, st, SpvDecorationBlock);
@@ -2615,6 +2766,7 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
     if (vi != NULL && strstr(vi->name, "llvmpipe") != NULL) {
         e.steps_var = kl_spv_id(&e.sm);     /* lavapipe: guard loops */
     }
+    e.bda = vi != NULL && vi->buffer_device_address && vi->int64;
     if (check_kernel(&e, fi, kind) < 0) {
         goto done;
     }
@@ -2646,6 +2798,8 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
     out->bindings = e.binds;
     out->nbindings = e.nbinds;
     out->ret_type = m->funcs[fi]->ret_type;
+    out->records = kind == KL_SPV_PFOR && e.raised_var != 0;
+    out->bda = (uint8_t)e.sm.psb;
     e.binds = NULL;
     rc = 0;
 done:

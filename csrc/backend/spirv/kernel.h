@@ -1,8 +1,8 @@
 /* kernel.h: the SPIR-V backend's entry point and the ABI of the compute
  * kernels it emits (what the Vulkan dispatcher must bind and pass).
  *
- * A kernel is one SPIR-V 1.3 module (Shader, Logical addressing,
- * GLSL450 memory model) with one compute entry point "main", built from a
+ * A kernel is one SPIR-V 1.3 module (Shader, Logical or
+ * PhysicalStorageBuffer64 addressing, GLSL450 memory model) with one compute entry point "main", built from a
  * lowered kiln module: either
  *   KL_SPV_SERIAL  function fi (normally funcs[0]) run once by a single
  *                  invocation (workgroup size 1, dispatch 1x1x1); or
@@ -11,25 +11,43 @@
  * Functions it calls are emitted along (recursion is a compile error).
  *
  * Descriptor set 0 holds only storage buffers:
- *   binding 0  status: 12 uint32 words, zeroed by the dispatcher.
- *              word 0      0, or 1 + the raise site of the reported raise:
- *                          SERIAL the first (atomic compare-exchange);
- *                          PFOR the lowest chunk's, as CPython reports
- *                          the first failing iteration;
- *              word 1      PFOR: a spin lock guarding words 0 and 2..9
- *                          (0 when the dispatch ends); SERIAL: 0;
- *              words 2..7  the raise's int64 payload[3], little-endian;
+ *   binding 0  status: uint32 words; the first KL_SPV_STATUS_WORDS are
+ *              zeroed by the dispatcher.
+ *              word 0      SERIAL: 0, or 1 + the raise site (the first
+ *                          raise wins, by atomic compare-exchange);
+ *                          PFOR: 1 when some workgroup wrote a raising
+ *                          record (below), else 0;
+ *              word 1      0;
+ *              words 2..7  SERIAL: the raise's int64 payload[3],
+ *                          little-endian (so words 0..7 read as a
+ *                          KlStatus once `site` is decremented);
  *              words 8..11 SERIAL: the scalar result, as its C type
  *                          (KlEntry's `ret`: bool as 0/1 in the first
  *                          byte, complex as {re, im}); not written on
- *                          raise.  PFOR: words 8..9 the reported chunk
- *                          + 1 (uint64), word 10 2**32 - 1 - the lowest
- *                          raising chunk + 1 (a lock-free filter), word
- *                          11 stays 0.  Every kernel reads word 11 at
- *                          its start as a zero the driver cannot fold.
- *              So words 0..7 read as a KlStatus once `site` is decremented.
+ *                          raise.  Every kernel reads word 11 at its
+ *                          start as a zero the driver cannot fold.
+ *              word 12     set when an invocation hit the loop limit.
+ *              PFOR kernels that can raise (KlSpirv.records) also take
+ *              one record of KL_SPV_RECORD_WORDS words per dispatched
+ *              workgroup w, at word KL_SPV_RECORDS_AT + w *
+ *              KL_SPV_RECORD_WORDS, written by every workgroup on every
+ *              dispatch (so they need no zeroing):
+ *                words 0..1  uint64 1 + the workgroup's lowest raising
+ *                            chunk, or 0 when none of its chunks raised;
+ *                word 2      1 + that raise's site;  word 3 unused;
+ *                words 4..9  its int64 payload[3].
+ *              The dispatcher reports the record of lowest chunk, as
+ *              CPython reports the first failing iteration.  Inside a
+ *              workgroup the winner is chosen without locks: each raising
+ *              invocation (which stops at its first raise, its lowest
+ *              chunk) takes a rank, round * KL_SPV_PFOR_WG + local id
+ *              (rounds of the grid-stride loop; chunk order within the
+ *              workgroup, exact below 2**26 rounds), an atomic min in
+ *              workgroup memory and a barrier pick the lowest rank, and
+ *              only that invocation writes the record.
  *   binding 1  params: read-only uint32 words, laid out below.
- *   binding 2+k  the k-th array parameter (in parameter order), then one
+ *   binding 2+k  (storage-buffer path only) the k-th array parameter (in
+ *              parameter order), then one
  *              binding per `scratch` instruction of the module's emitted
  *              functions (in the order of `bindings`): a runtime array of
  *              the element type with the element's size as stride: bool
@@ -47,6 +65,14 @@
  *                        strides are not multiples of the itemsize).
  *                        C-layout arrays get their strides too (unused).
  *   none                 no slot
+ * With buffer device addresses (KlSpirv.bda: the device has
+ * bufferDeviceAddress and shaderInt64), array parameters have no bindings:
+ * after the values above the params hold one uint64 per entry of
+ * `bindings`, the device address of the start of that array's buffer view
+ * (offsets above count from there), and the module declares
+ * PhysicalStorageBufferAddresses with the PhysicalStorageBuffer64
+ * addressing model; accesses are aligned to the element's scalar size.
+ * So an array is not limited to maxStorageBufferRange.
  * A PFOR kernel's params start with three int64: nchunks, cs, niters (as
  * the `pfor` instruction's %a, %b, %c), followed by its captured values
  * (body params 3, 4, ...).  The entry runs chunk c = global invocation id
@@ -63,9 +89,8 @@
  * is the one reported.
  *
  * Modules declare SignedZeroInfNanPreserve (SPV_KHR_float_controls, core
- * in Vulkan 1.2) for the float widths they use, and GroupNonUniform
- * (subgroup elect, in every Vulkan 1.1 compute stage) when a PFOR kernel
- * can raise.  float32 `**` and abs(complex64) compute in float64.
+ * in Vulkan 1.2) for the float widths they use.  float32 `**` and
+ * abs(complex64) compute in float64.
  */
 #ifndef KILN_SPIRV_KERNEL_H
 #define KILN_SPIRV_KERNEL_H
@@ -78,6 +103,9 @@
  * invocation ran KL_SPV_LOOP_LIMIT loop steps on a device that stops loops
  * there (Mesa's lavapipe): its results are then incomplete. */
 #define KL_SPV_STATUS_WORDS 13
+/* PFOR raise records: first word and words per workgroup. */
+#define KL_SPV_RECORDS_AT 16
+#define KL_SPV_RECORD_WORDS 10
 #define KL_SPV_LOOP_LIMIT 65535
 /* First buffer binding of the array parameters. */
 #define KL_SPV_FIRST_ARRAY 2
@@ -115,6 +143,10 @@ typedef struct KlSpirv {
     KlSpvBinding *bindings; /* array bindings 2, 3, ... (malloc'ed) */
     int32_t nbindings;
     const KlType *ret_type; /* SERIAL: what words 8..11 receive */
+    uint8_t records;        /* PFOR that can raise: the status buffer
+                               holds a record per workgroup */
+    uint8_t bda;            /* arrays are reached through buffer device
+                               addresses in the params, not bindings */
 } KlSpirv;
 
 /* Emits the kernel of kind `kind` running lowered function m->funcs[fi].
