@@ -34,7 +34,8 @@ KL_OP(undef, 0, KL_PURE,
 KL_OP(py_binop, 2, KL_PYLEVEL,
       "%a <aux: KlBinop> %b with Python/NumPy semantics (inplace forms too); "
       "imm.i = 1 marks the advance of a range counter (%a + step %b), "
-      "which saturates at the type's limits instead of wrapping")
+      "which saturates at the type's limits instead of wrapping; imm.i = 2 "
+      "a float reduction step of a prange loop (passes/parallel.c)")
 KL_OP(py_unop, 1, KL_PYLEVEL, "<aux: KlUnop> %a: -x, +x, ~x, not x")
 KL_OP(py_cmp, 2, KL_PYLEVEL,
       "%a <aux: KlCmp> %b: one comparison of a chain; bool result")
@@ -62,9 +63,13 @@ KL_OP(py_range_test, 3, KL_PYLEVEL,
       "step == 0 raised ValueError at loop entry); bool result")
 
 /* ---- primitive ops: output of lower, input of backends ------------- */
-KL_OP(add, 2, KL_PURE | KL_COMM, "%a + %b: int (wrapping) or float")
-KL_OP(sub, 2, KL_PURE, "%a - %b: int (wrapping) or float")
-KL_OP(mul, 2, KL_PURE | KL_COMM, "%a * %b: int (wrapping) or float")
+KL_OP(add, 2, KL_PURE | KL_COMM,
+      "%a + %b: int (wrapping) or float; for floats, imm.i = 1 marks a "
+      "prange reduction step, which may be reassociated with the other "
+      "steps of its accumulator within one chunk (so it vectorises)")
+KL_OP(sub, 2, KL_PURE, "%a - %b: int (wrapping) or float; imm.i as add")
+KL_OP(mul, 2, KL_PURE | KL_COMM, "%a * %b: int (wrapping) or float; imm.i "
+      "as add")
 KL_OP(div, 2, KL_PURE,
       "%a / %b: float IEEE division; int: C truncating division, signed or "
       "unsigned by T (lower guarantees %b != 0 and no INT_MIN / -1)")

@@ -689,6 +689,21 @@ complex_binop(Lower *L, const KlInst *in, int32_t a, int32_t b, int weak)
     }
 }
 
+/* A float reduction step of a prange loop (py_binop imm.i 2, from
+ * parallel.c) passes its mark to the primitive op computing it. */
+static int32_t
+mark_reduction_step(Lower *L, const KlInst *in, int32_t r)
+{
+    if (r >= 0 && in->imm.i == 2) {
+        KlInst *p = &L->f->insts[r];
+        if ((p->op == KL_OP_add || p->op == KL_OP_sub || p->op == KL_OP_mul)
+            && p->type->kind == KL_T_FLOAT) {
+            p->imm.i = 1;
+        }
+    }
+    return r;
+}
+
 static int32_t
 lower_binop(Lower *L, const KlInst *in)
 {
@@ -1425,7 +1440,7 @@ lower_inst(Lower *L, int32_t old)
         if (in->imm.i == 1) {
             return set(L, old, lower_range_advance(L, in));
         }
-        return set(L, old, lower_binop(L, in));
+        return set(L, old, mark_reduction_step(L, in, lower_binop(L, in)));
     case KL_OP_py_unop:
         return set(L, old, lower_unop(L, in));
     case KL_OP_py_cmp:

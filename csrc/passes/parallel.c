@@ -325,6 +325,10 @@ classify(Par *P, Carried *c)
                         break;
                     }
                     fam = uf;
+                    if ((uf == FAM_ADD || uf == FAM_MUL)
+                        && u->type->kind == KL_T_FLOAT) {
+                        u->imm.i = 2;   /* reassociable within a chunk */
+                    }
                     if (!in_set[uid]) {
                         in_set[uid] = 1;
                         work[nwork++] = uid;

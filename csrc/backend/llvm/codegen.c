@@ -144,6 +144,20 @@ fm(Cg *cg, LLVMValueRef v)
     return v;
 }
 
+/* fm() for float add/sub/mul instruction `in`, which a prange reduction
+ * step (ops.h: imm.i 1) also marks reassociable. */
+static LLVMValueRef
+fm_step(Cg *cg, const KlInst *in, LLVMValueRef v)
+{
+    v = fm(cg, v);
+    if (in->imm.i == 1 && LLVMIsAInstruction(v)
+        && LLVMCanValueUseFastMathFlags(v)) {
+        LLVMSetFastMathFlags(v, LLVMGetFastMathFlags(v)
+                                    | LLVMFastMathAllowReassoc);
+    }
+    return v;
+}
+
 /* Lets the vectoriser use the host's widest vectors: LLVM prefers 256-bit
  * ones on AVX-512 machines unless told otherwise. */
 static void
@@ -910,16 +924,19 @@ emit_inst(Cg *cg, int32_t id, LLVMValueRef *args)
         v = T->kind == KL_T_VOID ? NULL : LLVMConstNull(reg_type(cg, T));
         break;
     case KL_OP_add:
-        v = is_float(T) ? fm(cg, LLVMBuildFAdd(b, OPND(0), OPND(1), ""))
-                        : LLVMBuildAdd(b, OPND(0), OPND(1), "");
+        v = is_float(T)
+                ? fm_step(cg, in, LLVMBuildFAdd(b, OPND(0), OPND(1), ""))
+                : LLVMBuildAdd(b, OPND(0), OPND(1), "");
         break;
     case KL_OP_sub:
-        v = is_float(T) ? fm(cg, LLVMBuildFSub(b, OPND(0), OPND(1), ""))
-                        : LLVMBuildSub(b, OPND(0), OPND(1), "");
+        v = is_float(T)
+                ? fm_step(cg, in, LLVMBuildFSub(b, OPND(0), OPND(1), ""))
+                : LLVMBuildSub(b, OPND(0), OPND(1), "");
         break;
     case KL_OP_mul:
-        v = is_float(T) ? fm(cg, LLVMBuildFMul(b, OPND(0), OPND(1), ""))
-                        : LLVMBuildMul(b, OPND(0), OPND(1), "");
+        v = is_float(T)
+                ? fm_step(cg, in, LLVMBuildFMul(b, OPND(0), OPND(1), ""))
+                : LLVMBuildMul(b, OPND(0), OPND(1), "");
         break;
     case KL_OP_div:
         if (is_float(T)) {

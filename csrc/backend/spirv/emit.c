@@ -108,7 +108,8 @@ typedef struct Em {
     uint32_t rt_struct[16];     /* buffer struct types by memory type... */
     uint32_t rt_mem[16];        /* ...keyed by this element type id */
     int nrt;
-    Fn *fns;
+    Fn **fns;                   /* instances, each allocated on its own so
+                                   that pointers to them survive growth */
     int32_t nfns, capfns;
     /* per function */
     KlFunc *f;
@@ -517,7 +518,7 @@ get_fn(Em *e, int32_t fi, const int32_t *abind)
 {
     KlFunc *f = e->m->funcs[fi];
     for (int32_t i = 0; abind != NULL && i < e->nfns; i++) {
-        Fn *g = &e->fns[i];
+        Fn *g = e->fns[i];
         if (g->func == fi && memcmp(g->abind, abind,
                                     sizeof(int32_t) * (size_t)f->nparams)
                                  == 0) {
@@ -526,7 +527,7 @@ get_fn(Em *e, int32_t fi, const int32_t *abind)
     }
     if (e->nfns == e->capfns) {
         int32_t cap = e->capfns ? e->capfns * 2 : 8;
-        Fn *p = realloc(e->fns, sizeof(Fn) * (size_t)cap);
+        Fn **p = realloc(e->fns, sizeof(Fn *) * (size_t)cap);
         if (p == NULL) {
             nomem(e);
             return NULL;
@@ -554,7 +555,13 @@ get_fn(Em *e, int32_t fi, const int32_t *abind)
             ab[k] = -1;
         }
     }
-    Fn *g = &e->fns[e->nfns++];
+    Fn *g = calloc(1, sizeof(Fn));
+    if (g == NULL) {
+        free(ab);
+        nomem(e);
+        return NULL;
+    }
+    e->fns[e->nfns++] = g;
     g->func = fi;
     g->abind = ab;
     g->id = kl_spv_id(&e->sm);
@@ -2775,13 +2782,12 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
     if (g == NULL) {
         goto done;
     }
-    int32_t kernel = (int32_t)(g - e.fns);
     for (int32_t i = 0; i < e.nfns; i++) {
-        if (!e.fns[i].emitted && emit_fn(&e, &e.fns[i]) < 0) {
+        if (!e.fns[i]->emitted && emit_fn(&e, e.fns[i]) < 0) {
             goto done;
         }
     }
-    uint32_t words = emit_main(&e, &e.fns[kernel]);
+    uint32_t words = emit_main(&e, g);
     if (e.sm.oom) {
         nomem(&e);
         goto done;
@@ -2804,7 +2810,8 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
     rc = 0;
 done:
     for (int32_t i = 0; i < e.nfns; i++) {
-        free(e.fns[i].abind);
+        free(e.fns[i]->abind);
+        free(e.fns[i]);
     }
     free(e.fns);
     free(e.binds);
