@@ -13,6 +13,7 @@ import re
 import numpy as np
 import pytest
 
+import kiln
 from kiln import prange
 from conftest import JIT_DISABLED, check, jit
 
@@ -88,6 +89,37 @@ def test_prange_triad_vectorises(rng):
     fn(a, b, c, 2.5)
     asm = fn.inspect_asm()
     assert re.search(r"\bvmulpd\b[^\n]*%[yz]mm", asm), asm
+    assert "vfmadd" not in asm
+
+
+def pdot(a, b) -> float:
+    s = 0.0
+    for i in prange(len(a)):
+        s += a[i] * b[i]
+    return s
+
+
+def test_prange_reduction_vectorises_strict(rng):
+    """A strict float reduction in prange is regrouped per vector lane
+    within each chunk (no fastmath, no FMA), with the same bits for any
+    thread count; CPython's left-to-right sum is within the usual bound."""
+    fn = jit(pdot)
+    n = 100003
+    a, b = rng.random(n), rng.random(n)
+    results = set()
+    old = kiln.get_num_threads()
+    try:
+        for t in (1, 2, 3, 7):
+            kiln.set_num_threads(t)
+            results.add(fn(a, b))
+    finally:
+        kiln.set_num_threads(old)
+    assert len(results) == 1, results
+    exp = fn.py_func(a, b)
+    # positive terms: any grouping is within n ulps-of-the-sum of CPython's
+    assert abs(results.pop() - exp) <= n * np.finfo(float).eps * exp
+    asm = fn.inspect_asm()
+    assert re.search(r"\bvaddpd\b[^\n]*%[yz]mm", asm), asm
     assert "vfmadd" not in asm
 
 

@@ -583,6 +583,14 @@ math1_checked(Lower *L, KlMathFn fn, int32_t x, MathErr err)
         return kl_lw_float_check(L, kl_lw_not(L, neg), KL_EXC_VALUE,
                                  dom) < 0 ? -1 : r;
     }
+    if (fn == KL_MATH_exp || fn == KL_MATH_exp2 || fn == KL_MATH_expm1) {
+        /* the only error: +inf from a finite argument (overflow) */
+        int32_t inf = kl_lw_cf(L, kl_f64, INFINITY);
+        int32_t ovf = kl_lw_and(L, cmpf(L, KL_CMP_EQ, r, inf),
+                                cmpf(L, KL_CMP_LT, x, inf));
+        return kl_lw_float_check(L, kl_lw_not(L, ovf), KL_EXC_OVERFLOW,
+                                 rng) < 0 ? -1 : r;
+    }
     int32_t nan = kl_lw_and(L, kl_lw_isnan(L, r),
                             kl_lw_not(L, kl_lw_isnan(L, x)));
     int32_t inf = kl_lw_and(L, kl_lw_isinf(L, r), kl_lw_isfinite(L, x));
