@@ -140,6 +140,23 @@ def matmul(a: f32[:, :], b: f32[:, :], c: f32[:, :]) -> None:
 
 
 @kiln.jit
+def matmul_elements(a: f32[:, :], b: f32[:, :], c: f32[:, :]) -> None:
+    """c = a @ b with one prange iteration per element of c, the shape of
+    a GPU kernel (the Vulkan column: a row per invocation runs past
+    lavapipe's per-invocation loop limit, see docs/gpu.md).  Each element
+    adds the same products in the same order as matmul."""
+    n, p = a.shape
+    m = b.shape[1]
+    for e in prange(n * m):
+        i = e // m
+        j = e % m
+        s = 0.0
+        for k in range(p):
+            s += a[i, k] * b[k, j]
+        c[i, j] = s
+
+
+@kiln.jit
 def softmax(x: f32[:, :], out: f32[:, :]) -> None:
     """Softmax of each row of x into out (shifted by the row maximum)."""
     n, m = x.shape
