@@ -123,6 +123,29 @@ def test_prange_reduction_vectorises_strict(rng):
     assert "vfmadd" not in asm
 
 
+def rows_into(c, a, b):
+    """The inner loop's checks on c (another array's extent bounds the
+    loop) can only fail at its end: LLVM's range-check elimination splits
+    the loop so the main part has none."""
+    n, m = a.shape
+    for i in range(n):
+        for j in range(m):
+            c[i, j] = c[i, j] + 2.0 * a[i, j] * b[j]
+
+
+def test_edge_checks_split_off(rng):
+    """Vectorised and exact where every index fits; where c or b is too
+    small, the same elements written and the same IndexError as CPython."""
+    fn = jit(rows_into)
+    a = rng.random((5, 333))
+    for cshape, nb in [((5, 333), 333), ((5, 400), 500), ((5, 332), 333),
+                       ((4, 333), 333), ((5, 1), 333), ((5, 333), 300),
+                       ((5, 333), 0)]:
+        check(fn, rng.random(cshape), a, rng.random(nb))
+    if not JIT_DISABLED:
+        assert re.search(r"\bvmulpd\b[^\n]*%[yz]mm", fn.inspect_asm())
+
+
 def test_prange_triad_raises_in_the_right_iteration():
     fn = jit(ptriad)
     for nb, nc in [(999, 1000), (1000, 3), (0, 1000), (1000, 1000)]:
