@@ -107,12 +107,20 @@ def llvm_flags():
 # A shader not listed here is compiled once, as <name>, without macros.
 SHADER_VARIANTS = {
     "reduce": [
-        ("i32", ["KL_T=int"]),
-        ("u32", ["KL_T=uint"]),
-        ("i64", ["KL_T=int64_t", "KL_INT64"]),
-        ("u64", ["KL_T=uint64_t", "KL_INT64"]),
+        ("i32", ["KL_T=int", "KL_INTEGER"]),
+        ("u32", ["KL_T=uint", "KL_INTEGER"]),
+        ("i64", ["KL_T=int64_t", "KL_INT64", "KL_INTEGER"]),
+        ("u64", ["KL_T=uint64_t", "KL_INT64", "KL_INTEGER"]),
         ("f32", ["KL_T=float"]),
         ("f64", ["KL_T=double", "KL_FLOAT64"]),
+        ("c64", ["KL_T=vec2", "KL_COMPLEX"]),
+        ("c128", ["KL_T=dvec2", "KL_FLOAT64", "KL_COMPLEX"]),
+        # 32-bit integers through subgroup arithmetic (order-independent;
+        # 64-bit ones would need shaderSubgroupExtendedTypes)
+        ("i32_sg", ["KL_T=int", "KL_INTEGER", "KL_SUBGROUP", "KL_NBITS=32",
+                    "KL_SIGNED=1"]),
+        ("u32_sg", ["KL_T=uint", "KL_INTEGER", "KL_SUBGROUP", "KL_NBITS=32",
+                    "KL_SIGNED=0"]),
     ],
 }
 GEN_DIR = os.path.join(ROOT, "build", "kiln-gen")

@@ -983,7 +983,10 @@ def test_math_libm(target, rng, name):
             assert math.isnan(got)
         else:
             assert type(got) is float
-            assert got == exp or math.isclose(got, exp, rel_tol=1e-13), (x, exp, got)
+            # near lgamma's zeros (x = 1, 2) only an absolute bound holds:
+            # CPython's lgamma and libm's differ there by ~1e-16
+            assert got == exp or math.isclose(got, exp, rel_tol=1e-13,
+                                              abs_tol=1e-15), (x, exp, got)
 
 
 def test_hypot_libm(target, rng):

@@ -436,6 +436,237 @@ def test_mandelbrot_vs_cpu():
     assert np.array_equal(a, b)
 
 
+# ---- reductions combined on the device ------------------------------------
+#
+# A prange reduction on Vulkan stores one partial per chunk in device memory
+# and combines them there with shaders/reduce.comp (docs/gpu.md).  Its
+# result must have the same bits on every run, equal CPython's where no
+# rounding happens (integers, min, max, bool) and stay within the
+# reassociation bound for float sums and products.  The sizes straddle the
+# workgroup (64), the combine shader's slices (2048 partials) and the old
+# 4096-chunk limit; 1 << 20 is the most chunks a reduction gets.
+
+RED_SIZES = (0, 1, 63, 64, 65, 4095, 4096, 4097, 1 << 20)
+
+
+def vr_add(a, s):
+    for i in prange(a.shape[0]):
+        s += a[i]
+    return s
+
+
+def vr_sub(a, s):
+    for i in prange(a.shape[0]):
+        s -= a[i]
+    return s
+
+
+def vr_mul(a, s):
+    for i in prange(a.shape[0]):
+        s *= a[i]
+    return s
+
+
+def vr_min(a, s):
+    for i in prange(a.shape[0]):
+        s = min(s, a[i])
+    return s
+
+
+def vr_max(a, s):
+    for i in prange(a.shape[0]):
+        s = max(s, a[i])
+    return s
+
+
+def vr_and(a, s):
+    for i in prange(a.shape[0]):
+        s &= a[i]
+    return s
+
+
+def vr_or(a, s):
+    for i in prange(a.shape[0]):
+        s |= a[i]
+    return s
+
+
+def vr_xor(a, s):
+    for i in prange(a.shape[0]):
+        s ^= a[i]
+    return s
+
+
+VR_OPS = {"add": vr_add, "sub": vr_sub, "mul": vr_mul, "min": vr_min,
+          "max": vr_max, "and": vr_and, "or": vr_or, "xor": vr_xor}
+# every operator family for each dtype family: packed narrow integers,
+# 32-bit integers (subgroup arithmetic where the device has it), 64-bit
+# integers, floats, complex, bool
+VR_CASES = (
+    [(op, dt) for dt in ("int8", "uint16", "int32", "uint64")
+     for op in ("add", "sub", "mul", "min", "max", "and", "or", "xor")]
+    + [(op, dt) for dt in ("float32", "float64")
+       for op in ("add", "sub", "mul", "min", "max")]
+    + [(op, dt) for dt in ("complex64", "complex128")
+       for op in ("add", "sub", "mul")]
+    + [(op, "bool") for op in ("and", "or", "xor", "min", "max")])
+# (op, dtype) compared with CPython at 1 << 20 too (a CPython loop of a
+# million steps takes a while); the others check repeatability there
+VR_FULL = {("add", "uint64"), ("xor", "int32"), ("max", "int8"),
+           ("min", "float32"), ("add", "float64"), ("mul", "complex128"),
+           ("or", "bool")}
+
+
+def vr_data(rng, op, dt, n):
+    """Values for reduction `op` over n items of dtype dt, and a start."""
+    dt = np.dtype(dt)
+    if dt.kind == "b":
+        p = {"and": 0.9999, "or": 0.0001}.get(op, 0.5)
+        return rng.random(n) < p, np.bool_(op in ("and", "min"))
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        a = rng.integers(info.min, info.max, n, dtype=dt, endpoint=True)
+        if op == "mul":
+            a |= 1                                  # odd: never 0
+        if op == "and":     # all bits set but at most one
+            a = ~(np.ones(n, dt) << rng.integers(0, info.bits, n).astype(dt))
+            a[rng.random(n) < 0.5] = ~dt.type(0)
+        return a, dt.type(rng.integers(info.min, info.max, dtype=dt,
+                                       endpoint=True))
+    part = np.dtype(f"f{dt.itemsize // 2}") if dt.kind == "c" else dt
+    if op == "mul":     # near 1, so that products stay normal numbers
+        a = 1 + rng.standard_normal(n) / (8 * np.sqrt(n + 1))
+    elif op in ("min", "max"):
+        # few distinct values, signed zeros among them: ties must keep the
+        # earlier value, as CPython's min/max do
+        a = rng.choice([0.0, -0.0, 0.0, -0.0, 1.5, -2.25], n)
+        a[rng.random(n) < 0.001] = np.nan
+    else:
+        a = rng.standard_normal(n) * 100
+    if dt.kind == "c":
+        b = (rng.standard_normal(n) / (8 * np.sqrt(n + 1))
+             if op == "mul" else rng.standard_normal(n) * 100)
+        a = a + 1j * b
+    s0 = (1.0 + 0.5j) if dt.kind == "c" else {"min": 1.0, "max": -1.0}.get(
+        op, 1.0 if op == "mul" else 0.0)
+    return a.astype(dt), dt.type(s0)
+
+
+def vr_close(op, got, exp, a, s0):
+    """Asserts a float or complex reduction agrees with CPython within the
+    reassociation bound (docs/performance.md): per real part, 2 (n + 1) u
+    times the sum of magnitudes for sums, 2 (n + 1) u relative (complex:
+    4 (n + 1) u) for products of values near 1."""
+    dt = np.asarray(s0).dtype
+    part = np.finfo(np.float32 if dt in (np.float32, np.complex64)
+                    else np.float64)
+    u, n = float(part.eps) / 2, a.size
+    assert np.asarray(got).dtype == np.asarray(exp).dtype, (got, exp)
+    for g, e, comp, z in ((np.real(got), np.real(exp), np.real(a),
+                           np.real(s0)),
+                          (np.imag(got), np.imag(exp), np.imag(a),
+                           np.imag(s0))):
+        if op == "mul":
+            bound = abs(complex(exp)) * 4 * (n + 1) * u * 1.01
+        else:
+            bound = 2 * (n + 1) * u * 1.01 * (
+                float(np.sum(np.abs(comp.astype(np.float64)))) + abs(float(z)))
+        assert abs(float(g) - float(e)) <= bound, (op, n, got, exp)
+
+
+@needs_device
+@pytest.mark.parametrize("op,dt", VR_CASES, ids=[f"{o}-{d}" for o, d in VR_CASES])
+def test_device_reduction_repeatable_and_exact(rng, op, dt):
+    """Same bits on repeated runs, CPython's value where nothing rounds and
+    within the reassociation bound where floats do, at sizes around the
+    workgroup, the combine slices and the chunk limit."""
+    f = vk(VR_OPS[op])
+    exact = np.dtype(dt).kind in "iub" or op in ("min", "max")
+    for n in RED_SIZES:
+        a, s0 = vr_data(rng, op, dt, n)
+        first = f(a, s0)
+        for _ in range(2):
+            again = f(a, s0)
+            assert np.asarray(again).tobytes() == np.asarray(first).tobytes(), \
+                (op, dt, n, first, again)
+        if n == 1 << 20 and (op, dt) not in VR_FULL:
+            continue
+        if exact:
+            check(f, a, s0)
+        else:
+            with np.errstate(all="ignore"):
+                exp = f.py_func(a.copy(), s0)
+            vr_close(op, first, exp, a, s0)
+
+
+@needs_device
+def test_device_reduction_signed_zero_ties():
+    """Python's min(s, x) keeps s when x equals it, so the sign of a zero
+    result is the first zero's; the device combines min/max partials in
+    chunk order, so that holds across workgroups and combine slices."""
+    f, g = vk(vr_min), vk(vr_max)
+    for n in (130, 2049, 5000, 70000):
+        for first in (0.0, -0.0):
+            for pos in {0, 1, 64, 127, min(2047, n - 1), n // 2, n - 1}:
+                a = np.full(n, 3.0)
+                a[pos] = first
+                a[pos + 1:] = np.where(np.arange(n - pos - 1) % 7 == 0,
+                                       -first, 3.0)
+                check(f, a, 1.0)
+                check(g, -a, -1.0)
+
+
+@needs_device
+def test_device_reduction_raises_lowest():
+    """A raise inside a reduction loop still reports the lowest raising
+    iteration, with its partials combined on the device."""
+    def red_gather(a, idx):
+        s = 0.0
+        for i in prange(idx.shape[0]):
+            s += a[idx[i]]
+        return s
+    f = vk(red_gather)
+    for n in (65, 4097, 200000):
+        a = np.arange(n, dtype=np.float64)
+        idx = np.arange(n, dtype=np.int64)[::-1].copy()
+        check(f, a, idx)
+        for bad in ([n - 1], [3, n - 1], [n // 2, n // 3 + 1]):
+            idx2 = idx.copy()
+            idx2[bad] = n + np.array(bad)  # IndexError names the index
+            check(f, a, idx2)
+
+
+@needs_device
+def test_device_reduction_without_subgroups_subprocess():
+    """KILN_VULKAN_NO_SUBGROUP=1 combines 32-bit and narrower integers with
+    the shared-memory tree instead of subgroup arithmetic: same results."""
+    code = "\n".join([
+        "import numpy as np, kiln",
+        "from kiln import prange",
+        "def red(a, s):",
+        "    for i in prange(a.shape[0]):",
+        "        s ^= a[i] * 3",
+        "    return s",
+        "def mx(a, s):",
+        "    for i in prange(a.shape[0]):",
+        "        s = max(s, a[i])",
+        "    return s",
+        "rng = np.random.default_rng(5)",
+        "for fn in (red, mx):",
+        "    f = kiln.jit(target='vulkan')(fn)",
+        "    for dt in (np.int8, np.uint16, np.int32):",
+        "        for n in (0, 1, 65, 4097, 70000):",
+        "            a = rng.integers(-100, 100, n).astype(dt)",
+        "            assert f(a, dt(7)) == fn(a, dt(7)), (fn, dt, n)",
+        "print('ok')",
+    ])
+    env = dict(os.environ, KILN_VULKAN_NO_SUBGROUP="1")
+    r = subprocess.run([sys.executable, "-c", code], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "ok"
+
+
 # ---- no Vulkan loader at all ------------------------------------------------
 
 def test_no_loader_subprocess():

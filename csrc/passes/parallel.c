@@ -29,10 +29,16 @@
 #define KL_MIN_FLAT_CHUNK 16384  /* see min_chunk */
 /* The Vulkan target (KlOptions.target 1) runs each chunk as one GPU
  * invocation: loops without reductions get chunk size 1 up to this many
- * chunks, loops with reductions at most KL_VK_RED_CHUNKS chunks (their
- * partials, one per chunk, are combined on the host in chunk order). */
+ * chunks, loops with reductions at most KL_VK_RED_CHUNKS chunks.  Their
+ * partials live in device memory (runtime/vkexec.c), where a fixed-shape
+ * tree combines them; the device leaves the combined value in element 0
+ * of F's partials array (of KL_VK_RED_SLOTS elements), which F combines
+ * with the value the loop started from.  The body's partials params are
+ * named "partials:<op>" (vk_partials_name) so that the backend knows how
+ * to combine them. */
 #define KL_VK_MAX_CHUNKS ((int64_t)1 << 30)
-#define KL_VK_RED_CHUNKS 4096
+#define KL_VK_RED_CHUNKS ((int64_t)1 << 20)
+#define KL_VK_RED_SLOTS 1
 
 /* Operator families a reduction may use. */
 typedef enum Family {
@@ -623,6 +629,20 @@ copy_consts(Par *P)
     return 0;
 }
 
+/* Vulkan: the name of a body's partials param of family fam, which tells
+ * the SPIR-V backend how the device combines the partials (kernel.h). */
+static const char *
+vk_partials_name(Family fam)
+{
+    static const char *const names[] = {
+        [FAM_ADD] = "partials:add", [FAM_MUL] = "partials:mul",
+        [FAM_AND] = "partials:and", [FAM_OR] = "partials:or",
+        [FAM_XOR] = "partials:xor", [FAM_MIN] = "partials:min",
+        [FAM_MAX] = "partials:max",
+    };
+    return fam > FAM_NONE && fam <= FAM_MAX ? names[fam] : "partials";
+}
+
 static int copy_loops(Par *P);
 static int copy_blocks(Par *P);
 
@@ -655,7 +675,10 @@ build_frame(Par *P, int line)
                                                  1, KL_LAYOUT_C, 0)
                           : f->insts[P->captured.items[i - 3]].type;
         g->param_types[i] = t;
-        g->param_names[i] = i < 3 ? names[i] : part ? "partials" : "captured";
+        g->param_names[i] = i < 3 ? names[i]
+                            : part && f->mod->options.target == 1
+                            ? vk_partials_name(part->fam)
+                            : part ? "partials" : "captured";
         int32_t a = t ? kl_emit(g, 0, KL_OP_arg, t, line, 0, NULL) : -1;
         if (a < 0) {
             return -1;
@@ -1173,7 +1196,8 @@ rewrite_parent(Par *P, int32_t bindex, int line)
         if (cr->part < 0) {
             return -1;
         }
-        f->insts[cr->part].imm.i = max_chunks(P);
+        f->insts[cr->part].imm.i = f->mod->options.target == 1
+                                   ? KL_VK_RED_SLOTS : max_chunks(P);
         P->captured.items[cr->slot] = cr->part;
     }
     int32_t n = 3 + P->captured.len;
@@ -1189,7 +1213,15 @@ rewrite_parent(Par *P, int32_t bindex, int line)
         return -1;
     }
     f->insts[pf].imm.i = bindex;
-    if (emit_combine(P, at, line, ch[0]) < 0) {
+    int32_t ncomb = ch[0];
+    if (f->mod->options.target == 1) {
+        /* Vulkan: the device combined the chunks' partials into element 0 */
+        int32_t mc[2] = {ch[0], kl_const_int(f, at, kl_pyint, KL_VK_RED_SLOTS,
+                                             line)};
+        ncomb = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_min, 2,
+                        mc);
+    }
+    if (ncomb < 0 || emit_combine(P, at, line, ncomb) < 0) {
         return -1;
     }
     /* the header now only leads to the exit */

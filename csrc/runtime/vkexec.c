@@ -19,6 +19,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+/* The device combination of one reduction's partials (kernel.h
+ * KlSpvBinding.reduce; runtime/vulkan.h kl_vk_reduce_pipeline). */
+typedef struct Combine {
+    KlVkPipeline *first;        /* over the partials as the body stores
+                                   them (packed when narrow) */
+    KlVkPipeline *rest;         /* over results of `first` */
+    uint32_t item;              /* bytes of one result (32-bit for narrow
+                                   integers and bool) */
+    uint32_t keep;              /* bytes of the caller's element */
+} Combine;
+
 struct KlVkKernel {
     KlSpirv spv;                /* words, bindings, features */
     KlVkPipeline *pipe;         /* owned by the runtime */
@@ -26,9 +37,54 @@ struct KlVkKernel {
                                    order (after a PFOR kernel's head) */
     int32_t nptypes;
     int32_t param0;             /* kernel param number of ptypes[0] */
+    Combine *comb;              /* per binding (PFOR with reductions, else
+                                   NULL): how its partials are combined */
 };
 
 /* ---- kernels --------------------------------------------------------- */
+
+/* Chooses the reduction pipelines for partials of element type t combined
+ * by `reduce` (KlSpvReduce).  0, or -1 with d filled. */
+static int
+combine_init(Combine *c, const KlType *t, int reduce, KlDiag *d)
+{
+    static const KlVkReduceOp ops[] = {
+        [KL_SPV_RED_ADD] = KL_VK_R_ADD, [KL_SPV_RED_MUL] = KL_VK_R_MUL,
+        [KL_SPV_RED_MIN] = KL_VK_R_MIN, [KL_SPV_RED_MAX] = KL_VK_R_MAX,
+        [KL_SPV_RED_AND] = KL_VK_R_AND, [KL_SPV_RED_OR] = KL_VK_R_OR,
+        [KL_SPV_RED_XOR] = KL_VK_R_XOR,
+    };
+    KlVkReduceType rt;
+    uint32_t bits = 0;
+    switch (t->kind) {
+    case KL_T_BOOL:
+        rt = KL_VK_R_U32;
+        bits = 8;
+        break;
+    case KL_T_INT:
+        rt = t->bits == 64 ? (t->is_signed ? KL_VK_R_I64 : KL_VK_R_U64)
+             : t->is_signed ? KL_VK_R_I32 : KL_VK_R_U32;
+        bits = t->bits < 32 ? (uint32_t)t->bits : 0;
+        break;
+    case KL_T_FLOAT:
+        rt = t->bits == 64 ? KL_VK_R_F64 : KL_VK_R_F32;
+        break;
+    case KL_T_COMPLEX:
+        rt = t->bits == 128 ? KL_VK_R_C128 : KL_VK_R_C64;
+        break;
+    default:
+        return kl_internal_error(d, "Vulkan: a reduction of an unexpected "
+                                 "type");
+    }
+    static const uint32_t sizes[KL_VK_R_NTYPES] = {4, 4, 8, 8, 4, 8, 8, 16};
+    c->item = sizes[rt];
+    c->keep = (uint32_t)kl_type_itemsize(t);
+    c->first = kl_vk_reduce_pipeline(rt, ops[reduce], bits, d);
+    c->rest = c->first == NULL ? NULL
+              : bits == 0 ? c->first : kl_vk_reduce_pipeline(rt, ops[reduce],
+                                                              0, d);
+    return c->rest == NULL ? -1 : 0;
+}
 
 /* Names the features `need` (KL_SPV_* bits) the device lacks into buf;
  * returns how many are missing. */
@@ -103,6 +159,22 @@ kl_vk_kernel_new(KlModule *m, int32_t fi, KlSpvKind kind, KlDiag *d)
     for (int32_t i = 0; i < k->nptypes; i++) {
         k->ptypes[i] = f->param_types[k->param0 + i];
     }
+    for (int32_t b = 0; b < k->spv.nbindings; b++) {
+        const KlSpvBinding *kb = &k->spv.bindings[b];
+        if (kb->reduce == KL_SPV_RED_NONE) {
+            continue;
+        }
+        if (k->comb == NULL) {
+            k->comb = calloc((size_t)k->spv.nbindings, sizeof(Combine));
+            if (k->comb == NULL) {
+                kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+                goto fail;
+            }
+        }
+        if (combine_init(&k->comb[b], kb->elem, kb->reduce, d) < 0) {
+            goto fail;
+        }
+    }
     uint32_t nbuffers = (uint32_t)KL_SPV_FIRST_ARRAY
                         + (k->spv.bda ? 0 : (uint32_t)k->spv.nbindings);
     k->pipe = kl_vk_pipeline(k->spv.words, k->spv.nwords, "main", nbuffers,
@@ -124,6 +196,7 @@ kl_vk_kernel_free(KlVkKernel *k)
     }
     kl_spirv_free(&k->spv);
     free(k->ptypes);
+    free(k->comb);
     free(k);
 }
 
@@ -295,6 +368,8 @@ typedef struct Bound {
     uint64_t size;              /* bytes of the span */
     int64_t offset;             /* elements from the binding's start to
                                    element [0, ..., 0] */
+    KlVkBuffer *comb;           /* partials: the combination's results
+                                   (owned), else NULL */
     uint8_t owned;              /* buf is destroyed after the call */
     uint8_t copied;             /* buf is a copy of [lo, lo + size) */
     uint8_t written;            /* the kernel may store into it */
@@ -339,6 +414,7 @@ typedef struct Call {
     ArrView *arr;               /* per ptypes entry (arrays only) */
     Bound *bound;               /* per binding */
     int32_t nbound;
+    int64_t nchunks;            /* PFOR: chunks (partials per reduction) */
     KlVkBuffer *status, *params;
     uint32_t words[KL_SPV_STATUS_WORDS];
 } Call;
@@ -386,6 +462,66 @@ pack_value(unsigned char *p, size_t *pos, const KlType *t, const void *v,
     }
 }
 
+/* Binding b holds a reduction's partials: a device buffer of one partial
+ * per chunk, and one for its combination (record_combine).  0 or -1. */
+static int
+bind_partials(Call *c, int32_t b)
+{
+    const KlSpvBinding *kb = &c->k->spv.bindings[b];
+    const Combine *cb = &c->k->comb[b];
+    Bound *bd = &c->bound[b];
+    uint64_t n = c->nchunks > 0 ? (uint64_t)c->nchunks : 1;
+    if (n > UINT32_MAX / KL_VK_REDUCE_SLICE) {
+        return kl_error(c->d, KL_DIAG_VALUE, 0, "Vulkan: too many chunks "
+                        "in a prange reduction");
+    }
+    uint64_t groups = (n + KL_VK_REDUCE_SLICE - 1) / KL_VK_REDUCE_SLICE;
+    uint64_t size = (n * (uint64_t)kl_type_itemsize(kb->elem) + 3) / 4 * 4;
+    bd->owned = 1;
+    bd->buf = kl_vk_buffer_create(size, c->d);
+    bd->comb = bd->buf == NULL ? NULL
+               : kl_vk_buffer_create((groups + 1) * cb->item, c->d);
+    return bd->comb == NULL ? -1 : 0;
+}
+
+/* Records the device combination of the partials of binding b (nchunks of
+ * them, bound by bind_partials) and the download of the result into the
+ * caller's element 0 (dst).  With at most KL_VK_REDUCE_SLICE partials,
+ * one workgroup combines them all; otherwise G workgroups combine G
+ * slices and one more workgroup their G results, a shape that depends
+ * only on nchunks.  0 or -1. */
+static int
+record_combine(Call *c, KlVkBatch *batch, int32_t b, void *dst)
+{
+    const Combine *cb = &c->k->comb[b];
+    Bound *bd = &c->bound[b];
+    uint32_t count = (uint32_t)c->nchunks;
+    uint32_t groups = (count + KL_VK_REDUCE_SLICE - 1) / KL_VK_REDUCE_SLICE;
+    KlVkBuffer *bufs[2] = {bd->buf, bd->comb};
+    if (groups <= 1) {
+        KlVkReducePush all = {0, count, 1, 0, 0};
+        if (kl_vk_batch_dispatch(batch, cb->first, bufs, &all, 1, 1, 1,
+                                 c->d) < 0) {
+            return -1;
+        }
+    }
+    else {
+        /* slices of `per`; recount so that none is empty */
+        uint32_t per = (count + groups - 1) / groups;
+        groups = (count + per - 1) / per;
+        KlVkReducePush slices = {0, count, 1, 1, 0};
+        KlVkReducePush rest = {1, groups, 1, 0, 0};
+        KlVkBuffer *again[2] = {bd->comb, bd->comb};
+        if (kl_vk_batch_dispatch(batch, cb->first, bufs, &slices, groups, 1,
+                                 1, c->d) < 0
+            || kl_vk_batch_dispatch(batch, cb->rest, again, &rest, 1, 1, 1,
+                                    c->d) < 0) {
+            return -1;
+        }
+    }
+    return kl_vk_batch_download(batch, bd->comb, 0, dst, cb->keep, c->d);
+}
+
 /* Chooses each binding's buffer: device memory as it is, an imported
  * view of the caller's memory, or a copy.  vals/types as in run(). */
 static int
@@ -396,6 +532,12 @@ bind_arrays(Call *c, void *const *vals)
         const KlSpvBinding *kb = &k->spv.bindings[b];
         Bound *bd = &c->bound[b];
         bd->written = kb->written;
+        if (kb->reduce != KL_SPV_RED_NONE) {
+            if (bind_partials(c, b) < 0) {
+                return -1;
+            }
+            continue;
+        }
         if (kb->param < 0) {
             uint64_t size = (uint64_t)kb->count
                             * (uint64_t)kl_type_itemsize(kb->elem);
@@ -598,6 +740,13 @@ run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
         goto done;
     }
     for (int32_t b = 0; b < nb; b++) {
+        int32_t i = k->spv.bindings[b].param - k->param0;
+        if (c->bound[b].comb != NULL
+            && record_combine(c, batch, b, c->arr[i].data) < 0) {
+            goto done;
+        }
+    }
+    for (int32_t b = 0; b < nb; b++) {
         Bound *bd = &c->bound[b];
         if (bd->copied && bd->written && bd->size > 0
             && kl_vk_batch_download(batch, bd->buf, 0, bd->lo, bd->size,
@@ -623,6 +772,7 @@ done:
         if (c->bound[b].owned) {
             kl_vk_buffer_destroy(c->bound[b].buf);
         }
+        kl_vk_buffer_destroy(c->bound[b].comb);
     }
     pool_put(c->status);            /* the batch has finished or was */
     pool_put(c->params);            /* discarded above */
@@ -717,6 +867,7 @@ kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs, int64_t niters,
             }
         }
         int64_t head[3] = {nchunks, cs, niters};
+        c.nchunks = nchunks;
         rc = run(&c, head, captured, (uint32_t)groups);
         free(c.arr);
     }

@@ -68,7 +68,7 @@ KlVkPipeline *kl_vk_pipeline(const uint32_t *w, size_t n, const char *e,
     return NULL;
 }
 KlVkPipeline *kl_vk_reduce_pipeline(KlVkReduceType t, KlVkReduceOp o,
-                                    KlDiag *d)
+                                    uint32_t bits, KlDiag *d)
 {
     not_built(d);
     return NULL;
@@ -1554,11 +1554,12 @@ kl_vk_builtin_spirv(const char *name, size_t *nwords)
 }
 
 KlVkPipeline *
-kl_vk_reduce_pipeline(KlVkReduceType type, KlVkReduceOp op, KlDiag *d)
+kl_vk_reduce_pipeline(KlVkReduceType type, KlVkReduceOp op, uint32_t bits,
+                      KlDiag *d)
 {
     static const char *const names[KL_VK_R_NTYPES] = {
         "reduce_i32", "reduce_u32", "reduce_i64", "reduce_u64", "reduce_f32",
-        "reduce_f64",
+        "reduce_f64", "reduce_c64", "reduce_c128",
     };
     if (check_usable(d) < 0) {
         return NULL;
@@ -1567,26 +1568,40 @@ kl_vk_reduce_pipeline(KlVkReduceType type, KlVkReduceOp op, KlDiag *d)
         kl_internal_error(d, "Vulkan: bad reduction type or operation");
         return NULL;
     }
+    int integer = type <= KL_VK_R_U64, narrow_ok = type <= KL_VK_R_U32;
+    int complex = type == KL_VK_R_C64 || type == KL_VK_R_C128;
+    if ((op >= KL_VK_R_AND && !integer)
+        || (complex && (op == KL_VK_R_MIN || op == KL_VK_R_MAX))
+        || (bits != 0 && (!narrow_ok || (bits != 8 && bits != 16)))) {
+        kl_error(d, KL_DIAG_VALUE, 0, "Vulkan: no built-in reduction %d of "
+                 "type %d over %u-bit items", (int)op, (int)type,
+                 (unsigned)bits);
+        return NULL;
+    }
     if ((type == KL_VK_R_I64 || type == KL_VK_R_U64) && !vk.info.int64) {
         kl_error(d, KL_DIAG_VALUE, 0, "Vulkan device '%s' lacks 64-bit "
                  "integers (shaderInt64)", vk.info.name);
         return NULL;
     }
-    if (type == KL_VK_R_F64 && !vk.info.float64) {
+    if ((type == KL_VK_R_F64 || type == KL_VK_R_C128) && !vk.info.float64) {
         kl_error(d, KL_DIAG_VALUE, 0, "Vulkan device '%s' lacks float64 "
                  "(shaderFloat64)", vk.info.name);
         return NULL;
     }
+    char name[32];
+    const char *off = getenv("KILN_VULKAN_NO_SUBGROUP");
+    int sg = narrow_ok && (vk.info.subgroup_ops & KL_VK_SUBGROUP_ARITHMETIC)
+             && !(off != NULL && strcmp(off, "1") == 0);
+    snprintf(name, sizeof(name), "%s%s", names[type], sg ? "_sg" : "");
     size_t n;
-    const uint32_t *words = kl_vk_builtin_spirv(names[type], &n);
+    const uint32_t *words = kl_vk_builtin_spirv(name, &n);
     if (words == NULL) {
-        kl_internal_error(d, "Vulkan: built-in shader %s missing",
-                          names[type]);
+        kl_internal_error(d, "Vulkan: built-in shader %s missing", name);
         return NULL;
     }
-    uint32_t spec = (uint32_t)op;
-    return kl_vk_pipeline(words, n, "main", 2, sizeof(KlVkReducePush), &spec,
-                          1, d);
+    uint32_t spec[2] = {(uint32_t)op, bits};
+    return kl_vk_pipeline(words, n, "main", 2, sizeof(KlVkReducePush), spec,
+                          2, d);
 }
 
 /* ---- batches ------------------------------------------------------------ */

@@ -240,15 +240,19 @@ KlVkPipeline *kl_vk_pipeline(const uint32_t *words, size_t nwords,
 
 /* ---- built-in shaders (GLSL in shaders/) ------------------------------- */
 
-/* Element types the built-in reduction shader combines. */
+/* Element types the built-in reduction shader combines (C64 / C128:
+ * complex {re, im} pairs of float32 / float64). */
 typedef enum KlVkReduceType {
     KL_VK_R_I32 = 0, KL_VK_R_U32, KL_VK_R_I64, KL_VK_R_U64, KL_VK_R_F32,
-    KL_VK_R_F64, KL_VK_R_NTYPES
+    KL_VK_R_F64, KL_VK_R_C64, KL_VK_R_C128, KL_VK_R_NTYPES
 } KlVkReduceType;
 
-/* Operations it combines with: + * min max (min/max by `<`/`>`). */
+/* Operations it combines with: + * min max (min(a, b) = b < a ? b : a,
+ * max(a, b) = b > a ? b : a, as Python's), and & | ^ for the integer
+ * types.  Complex takes + and * (CPython's product formula). */
 typedef enum KlVkReduceOp {
-    KL_VK_R_ADD = 0, KL_VK_R_MUL, KL_VK_R_MIN, KL_VK_R_MAX, KL_VK_R_NOPS
+    KL_VK_R_ADD = 0, KL_VK_R_MUL, KL_VK_R_MIN, KL_VK_R_MAX, KL_VK_R_AND,
+    KL_VK_R_OR, KL_VK_R_XOR, KL_VK_R_NOPS
 } KlVkReduceOp;
 
 /* Push constants of the reduction shader, in this order (20 bytes). */
@@ -263,15 +267,28 @@ typedef struct KlVkReducePush {
                                when count is 0) */
 } KlVkReducePush;
 
-/* The reduction pipeline for (type, op): binding 0 holds the partials,
- * binding 1 the result (both arrays of `type`; they may be the same
- * buffer if the ranges do not overlap); push constants KlVkReducePush.
- * Dispatch it as (1, 1, 1): one workgroup combines the partials in a fixed
- * order (each invocation folds a strided slice serially, then a tree in
- * shared memory), so results are deterministic for a device.  -1 with
- * KL_DIAG_VALUE when the device lacks int64 or float64 for the type. */
+/* The reduction pipeline for (type, op, bits): binding 0 holds the
+ * partials, binding 1 the result (both arrays of `type`; they may be the
+ * same buffer if the ranges do not overlap); push constants
+ * KlVkReducePush.  bits 8 or 16 (I32 / U32 only): the partials are
+ * packed 8- or 16-bit integers (sign- / zero-extended), counted in those
+ * units; 0: elements of `type`.  Dispatched as (G, 1, 1), workgroup w
+ * combines the w-th of G contiguous slices of ceil(count / G) partials
+ * into result[out + w] (choose G with no empty slice); (1, 1, 1)
+ * combines them all.  Each workgroup combines in a fixed order (each
+ * invocation folds a strided part of its slice serially, then a tree in
+ * shared memory), so results are deterministic for a device and depend
+ * only on count and G.  For 32-bit integers on devices with subgroup
+ * arithmetic (unless env KILN_VULKAN_NO_SUBGROUP=1) the workgroup's
+ * values are folded by subgroup operations instead, whose order does not
+ * matter there.  NULL with KL_DIAG_VALUE when the device lacks int64 or
+ * float64 for the type, or the operation does not apply to it. */
 KlVkPipeline *kl_vk_reduce_pipeline(KlVkReduceType type, KlVkReduceOp op,
-                                    KlDiag *d);
+                                    uint32_t bits, KlDiag *d);
+
+/* The widest G a reduction dispatch's slices should make (slices of at
+ * least this many partials keep each invocation busy). */
+#define KL_VK_REDUCE_SLICE 2048
 
 /* The SPIR-V words of a built-in shader by name ("reduce_f32",
  * "reduce_i64", ...), with their count in *nwords; NULL for an unknown

@@ -22,8 +22,9 @@
  * private flag; every
  * call checks the flag and returns at once when it is set.  A pfor below
  * the kernel (a prange in a function called from a parallel body) runs
- * its chunks one after another, its scratch arrays private to the
- * invocation.
+ * as one chunk in the invocation, its scratch arrays private to it.
+ * A pfor kernel's reduction partials are marked for the dispatcher, which
+ * combines them on the device (tag_partials, kernel.h).
  * Floating-point results carry NoContraction unless fastmath, so
  * `a * b + c` is never fused.
  */
@@ -1642,43 +1643,28 @@ emit_call(Em *e, int32_t id)
 }
 
 /* A `pfor` below the kernel level (a prange in a function called from a
- * parallel body): its chunks run one after another in this invocation,
- * as CPython runs the loop; a raise leaves at once (the lowest chunk). */
+ * parallel body): the whole iteration space runs as one chunk (chunk 0,
+ * [0, niters)) in this invocation, as CPython runs the loop, when there is
+ * at least one chunk; a raise leaves at once.  One chunk is what the
+ * caller's combination expects on Vulkan: it reads only the partials'
+ * element 0 (passes/parallel.c, KL_VK_RED_SLOTS). */
 static int
 emit_pfor_serial(Em *e, int32_t id)
 {
     KlSpvMod *sm = &e->sm;
     const KlInst *in = &e->f->insts[id];
-    uint32_t bt = kl_spv_bool(sm), i64 = e->i64t, r = 0;
+    uint32_t bt = kl_spv_bool(sm), r = 0;
     if (in->nargs < 3) {
         return kl_internal_error(e->d, "%s: pfor arity", e->f->name);
     }
-    uint32_t nch = val(e, in->args[0]), cs = val(e, in->args[1]);
-    uint32_t nit = val(e, in->args[2]);
-    uint32_t vc = local_var(e, i64, ci64(e, 0));
-    uint32_t head = kl_spv_id(sm), body = kl_spv_id(sm);
-    uint32_t cont = kl_spv_id(sm), merge = kl_spv_id(sm);
-    branch(e, head);
-    label(e, head);
-    uint32_t c = op1(e, SpvOpLoad, i64, vc);
-    uint32_t more = op2(e, SpvOpSLessThan, bt, c, nch);
-    loop_merge(e, merge, cont);
-    SPV(sm, B, SpvOpBranchConditional, more, body, merge);
-    label(e, body);
-    uint32_t lo = op2(e, SpvOpIMul, i64, c, cs);
-    uint32_t left = op2(e, SpvOpISub, i64, nit, lo);
-    uint32_t len = op3(e, SpvOpSelect, i64,
-                       op2(e, SpvOpSLessThan, bt, left, cs), left, cs);
-    uint32_t pre[3] = {c, lo, op2(e, SpvOpIAdd, i64, lo, len)};
+    uint32_t nch = val(e, in->args[0]), nit = val(e, in->args[2]);
+    uint32_t m = open_if(e, op2(e, SpvOpSLessThan, bt, ci64(e, 0), nch));
+    uint32_t pre[3] = {ci64(e, 0), ci64(e, 0), nit};
     if (call_fn(e, in->line, (int32_t)in->imm.i, pre, 3, in->args + 3,
                 in->nargs - 3, &r) < 0) {
         return -1;
     }
-    branch(e, cont);
-    label(e, cont);
-    SPV(sm, B, SpvOpStore, vc, op2(e, SpvOpIAdd, i64, c, ci64(e, 1)));
-    branch(e, head);
-    label(e, merge);
+    close_if(e, m);
     return 0;
 }
 
@@ -2757,6 +2743,32 @@ check_kernel(Em *e, int32_t fi, KlSpvKind kind)
     return rc;
 }
 
+/* Marks the bindings of pfor body f's partials params (named
+ * "partials:<op>", kernel.h) with their combining operation. */
+static void
+tag_partials(const KlFunc *f, KlSpvBinding *binds, int32_t nbinds)
+{
+    static const char *const ops[] = {
+        [KL_SPV_RED_ADD] = "add", [KL_SPV_RED_MUL] = "mul",
+        [KL_SPV_RED_MIN] = "min", [KL_SPV_RED_MAX] = "max",
+        [KL_SPV_RED_AND] = "and", [KL_SPV_RED_OR] = "or",
+        [KL_SPV_RED_XOR] = "xor",
+    };
+    for (int32_t b = 0; b < nbinds; b++) {
+        int32_t p = binds[b].param;
+        const char *name = p >= 3 && p < f->nparams && f->param_names
+                           ? f->param_names[p] : NULL;
+        if (name == NULL || strncmp(name, "partials:", 9) != 0) {
+            continue;
+        }
+        for (int op = KL_SPV_RED_ADD; op <= KL_SPV_RED_XOR; op++) {
+            if (strcmp(name + 9, ops[op]) == 0) {
+                binds[b].reduce = (uint8_t)op;
+            }
+        }
+    }
+}
+
 int
 kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
               KlDiag *d)
@@ -2805,6 +2817,9 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
     out->nbindings = e.nbinds;
     out->ret_type = m->funcs[fi]->ret_type;
     out->records = kind == KL_SPV_PFOR && e.raised_var != 0;
+    if (kind == KL_SPV_PFOR) {
+        tag_partials(m->funcs[fi], e.binds, e.nbinds);
+    }
     out->bda = (uint8_t)e.sm.psb;
     e.binds = NULL;
     rc = 0;

@@ -73,6 +73,9 @@
  * PhysicalStorageBufferAddresses with the PhysicalStorageBuffer64
  * addressing model; accesses are aligned to the element's scalar size.
  * So an array is not limited to maxStorageBufferRange.
+ * Reductions: a PFOR body param named "partials:<op>" (passes/parallel.c
+ * on the Vulkan target; <op> one of add mul min max and or xor) is a
+ * reduction's partials array; its binding carries `reduce` (below).
  * A PFOR kernel's params start with three int64: nchunks, cs, niters (as
  * the `pfor` instruction's %a, %b, %c), followed by its captured values
  * (body params 3, 4, ...).  The entry runs chunk c = global invocation id
@@ -123,12 +126,27 @@ enum {
     KL_SPV_INT16 = 8,       /* shaderInt16 + storageBuffer16BitAccess */
 };
 
+/* How the partials of a reduction are combined (KlSpvBinding.reduce):
+ * + (also for `-=`, whose partials are sums of negated terms), *, min and
+ * max as Python's min(a, b) / max(a, b) (b < a ? b : a), & | ^. */
+typedef enum KlSpvReduce {
+    KL_SPV_RED_NONE = 0, KL_SPV_RED_ADD, KL_SPV_RED_MUL, KL_SPV_RED_MIN,
+    KL_SPV_RED_MAX, KL_SPV_RED_AND, KL_SPV_RED_OR, KL_SPV_RED_XOR
+} KlSpvReduce;
+
 /* One array binding of a kernel (bindings[k] is binding 2 + k). */
 typedef struct KlSpvBinding {
     int32_t param;          /* kernel parameter number, or -1: scratch */
     const KlType *elem;     /* element type */
     int64_t count;          /* scratch: number of elements; else 0 */
     uint8_t written;        /* the kernel may store into it */
+    uint8_t reduce;         /* PFOR: a reduction's partials (KlSpvReduce):
+                               the body stores its chunk's partial at
+                               [chunk]; the dispatcher binds a device
+                               buffer of nchunks elements instead of the
+                               caller's array, combines it on the device
+                               and stores the result in the caller's
+                               element 0 */
 } KlSpvBinding;
 
 /* An emitted kernel; free with kl_spirv_free. */
@@ -152,8 +170,7 @@ typedef struct KlSpirv {
 /* Emits the kernel of kind `kind` running lowered function m->funcs[fi].
  * 0, or -1 with d filled: a compile error for what the Vulkan target
  * cannot run yet (recursion, float64 transcendental functions, array
- * values chosen at run time, a nested prange reduction of more than 65536
- * chunks), naming it. */
+ * values chosen at run time), naming it. */
 int kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
                   KlDiag *d);
 void kl_spirv_free(KlSpirv *k);
