@@ -256,10 +256,11 @@ done:
     return rc;
 }
 
-KlCompiled *
-kl_compile(void *func, const KlType **argtypes, int32_t nargs,
-           const KlType *ret_annot, KlOptions options, int want_text,
-           KlDiag *d)
+/* kl_compile, or kl_compile_object when obj is non-NULL. */
+static KlCompiled *
+compile_any(void *func, const KlType **argtypes, int32_t nargs,
+            const KlType *ret_annot, KlOptions options, int want_text,
+            const char *entry_name, KlObjCode *obj, KlDiag *d)
 {
     KlCompiled *c = calloc(1, sizeof(KlCompiled));
     KlModule *m = kl_module_new(options);
@@ -279,7 +280,17 @@ kl_compile(void *func, const KlType **argtypes, int32_t nargs,
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         goto fail;
     }
-    if (options.target == 1) {
+    if (obj != NULL) {
+        if (options.target != 0) {
+            kl_internal_error(d, "only CPU code is kept as an object file");
+            goto fail;
+        }
+        if ((c->entry = kl_llvm_compile_object(m, entry_name, obj,
+                                               d)) == NULL) {
+            goto fail;
+        }
+    }
+    else if (options.target == 1) {
         if (vulkan_kernels(c, m, want_text, d) < 0) {
             goto fail;
         }
@@ -305,6 +316,32 @@ fail:
     kl_module_free(m);
     kl_compiled_free(c);
     return NULL;
+}
+
+KlCompiled *
+kl_compile(void *func, const KlType **argtypes, int32_t nargs,
+           const KlType *ret_annot, KlOptions options, int want_text,
+           KlDiag *d)
+{
+    return compile_any(func, argtypes, nargs, ret_annot, options, want_text,
+                       NULL, NULL, d);
+}
+
+KlCompiled *
+kl_compile_object(void *func, const KlType **argtypes, int32_t nargs,
+                  const KlType *ret_annot, KlOptions options,
+                  const char *entry_name, KlObjCode *obj, KlDiag *d)
+{
+    obj->data = NULL;
+    obj->size = 0;
+    KlCompiled *c = compile_any(func, argtypes, nargs, ret_annot, options, 0,
+                                entry_name, obj, d);
+    if (c == NULL) {
+        free(obj->data);
+        obj->data = NULL;
+        obj->size = 0;
+    }
+    return c;
 }
 
 void

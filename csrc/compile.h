@@ -78,6 +78,31 @@ typedef struct KlLlvmText {
  * NULL with d filled on failure. */
 KlEntry kl_llvm_compile(KlModule *m, KlLlvmText *text, KlDiag *d);
 
+/* The machine code of one compilation as a relocatable object file. */
+typedef struct KlObjCode {
+    void *data;             /* the object file's bytes (malloc'ed) */
+    size_t size;            /* their number */
+} KlObjCode;
+
+/* Like kl_llvm_compile, for code kept on disk (cache.c): the entry is the
+ * exported symbol `entry_name`, which must name this code only (the same
+ * name always means the same code); the host code is generated once as an
+ * object file, whose bytes *obj receives, and that object is what runs.
+ * An entry already linked in this process is reused.  NULL with d filled
+ * (and *obj empty) on failure. */
+KlEntry kl_llvm_compile_object(KlModule *m, const char *entry_name,
+                               KlObjCode *obj, KlDiag *d);
+/* Links object file data[0..size) made by kl_llvm_compile_object (in any
+ * process of the same kiln build on the same host) and returns its entry
+ * `entry_name`; an entry already linked in this process is reused.  The
+ * bytes are copied.  NULL with d filled when LLVM refuses them. */
+KlEntry kl_llvm_load_object(const char *entry_name, const void *data,
+                            size_t size, KlDiag *d);
+/* What host code depends on besides kiln itself: the LLVM version, the
+ * host triple, CPU name and features, and the optimisation pipeline, as
+ * one malloc'ed string (NULL when out of memory). */
+char *kl_llvm_host_id(void);
+
 /* ---- driver (compile.c) -------------------------------------------- */
 
 /* One compiled specialisation, owned by the dispatcher's cache. */
@@ -111,6 +136,13 @@ typedef struct KlCompiled {
 KlCompiled *kl_compile(void *func, const KlType **argtypes, int32_t nargs,
                        const KlType *ret_annot, KlOptions options,
                        int want_text, KlDiag *d);
+/* kl_compile for the CPU target (options.target 0) with host code kept
+ * as an object file (kl_llvm_compile_object: entry `entry_name`, bytes
+ * into *obj, malloc'ed; empty on failure).  Requires the GIL. */
+KlCompiled *kl_compile_object(void *func, const KlType **argtypes,
+                              int32_t nargs, const KlType *ret_annot,
+                              KlOptions options, const char *entry_name,
+                              KlObjCode *obj, KlDiag *d);
 void kl_compiled_free(KlCompiled *c);
 
 #endif /* KILN_COMPILE_H */

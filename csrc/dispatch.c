@@ -31,6 +31,7 @@
 #include <dlfcn.h>
 #include <string.h>
 
+#include "cache.h"
 #include "runtime/vkexec.h"
 #include "runtime/vulkan.h"
 
@@ -739,8 +740,9 @@ lookup(KlDispatcher *self, const KlType **key, int noalias)
     return noalias ? e->noalias : e->compiled;
 }
 
-/* Compiles py_func for key (with KlOptions.noalias when `noalias`) and
- * records it; NULL with an exception set. */
+/* Compiles py_func for key (with KlOptions.noalias when `noalias`), or
+ * loads it from the disk cache (cache=True, CPU), and records it; NULL
+ * with an exception set. */
 static KlCompiled *
 compile_key(KlDispatcher *self, const KlType **key, int noalias)
 {
@@ -751,8 +753,13 @@ compile_key(KlDispatcher *self, const KlType **key, int noalias)
     }
     KlOptions opts = self->options;
     opts.noalias = (uint8_t)(noalias != 0);
-    KlCompiled *c = kl_compile(self->py_func, key, self->nparams,
-                               self->ret_spec, opts, 0, &d);
+    int hit = 0;
+    KlCompiled *c = self->cache && !self->vulkan
+        ? kl_cache_compile(self->py_func, key, self->nparams, self->ret_spec,
+                           opts, &hit, &d)
+        : kl_compile(self->py_func, key, self->nparams, self->ret_spec, opts,
+                     0, &d);
+    self->cache_hits += hit;
     if (c == NULL) {
         if (PyErr_Occurred() && d.kind == KL_DIAG_NONE) {
             return NULL;

@@ -51,7 +51,9 @@ typedef struct KlDispatcher {
     const KlType *ret_spec;     /* return annotation, NULL when inferred */
     KlOptions options;          /* fastmath, boundscheck */
     int vulkan;                 /* target="vulkan" (not available yet) */
-    int cache;                  /* cache=True (accepted; no effect yet) */
+    int cache;                  /* cache=True: CPU code kept on disk
+                                   (cache.h) */
+    Py_ssize_t cache_hits;      /* specialisations loaded from disk */
     KlSpecialisation *entries;  /* compiled specialisations (PyMem) */
     int32_t nentries, capentries;
     int32_t last;               /* entry hit most recently */

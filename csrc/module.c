@@ -182,6 +182,13 @@ Dispatcher_get_py_func(KlDispatcher *self, void *closure)
     return Py_NewRef(self->py_func);
 }
 
+static PyObject *
+Dispatcher_get_cache_hits(KlDispatcher *self, void *closure)
+{
+    (void)closure;
+    return PyLong_FromSsize_t(self->cache_hits);
+}
+
 static PyGetSetDef Dispatcher_getset[] = {
     {"py_func", (getter)Dispatcher_get_py_func, NULL,
      "The original Python function.", NULL},
@@ -189,6 +196,9 @@ static PyGetSetDef Dispatcher_getset[] = {
      "The compiled signatures, e.g. '(float64, float32[:]) -> none'.", NULL},
     {"target", (getter)Dispatcher_get_target, NULL,
      "The target this dispatcher compiles for.", NULL},
+    {"cache_hits", (getter)Dispatcher_get_cache_hits, NULL,
+     "How many specialisations were loaded from the disk cache "
+     "(cache=True) instead of compiled.", NULL},
     {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

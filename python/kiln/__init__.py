@@ -188,7 +188,10 @@ def jit(fn=None, /, **options):
     """Compiles fn lazily, one specialisation per argument-type signature.
 
     Use as `@kiln.jit` or `@kiln.jit(target="cpu", fastmath=False,
-    boundscheck=True, cache=False)`."""
+    boundscheck=True, cache=False)`.  With cache=True, CPU code is also kept
+    on disk and later processes load it instead of compiling
+    ($KILN_CACHE_DIR, else __pycache__/kiln beside the source, else
+    ~/.cache/kiln); `fn.cache_hits` counts the loads (docs/language.md)."""
     opts = _check_options(options)
     if fn is None:
         return lambda f: _wrap(f, opts)

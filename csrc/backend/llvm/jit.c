@@ -10,6 +10,14 @@
  * under a unique entry name and looks the entry up, which generates the
  * machine code once.  Compiled code lives until process
  * exit.  A mutex guards the shared state.
+ *
+ * Code kept on disk (cache.c) takes a second road: its entry is named after
+ * the key of the code (so one name always means one code), the optimised
+ * module is turned into a relocatable object file whose bytes the caller
+ * stores, and the JIT links that object; a later process links the same
+ * bytes (kl_llvm_load_object), its calls into the runtime and libm
+ * resolved by name as for fresh code.  Each such entry is linked at most
+ * once per process (`loaded`).
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -34,6 +42,14 @@ static LLVMOrcLLJITRef jit;         /* the JIT, NULL until first use */
 static LLVMTargetMachineRef tm;     /* host machine for passes and asm */
 static char *triple;                /* host triple (LLVM message) */
 static unsigned long serial;        /* makes entry names unique */
+
+/* An entry of code kept on disk, linked into this process. */
+typedef struct Loaded {
+    char *name;                     /* entry symbol (malloc'ed) */
+    LLVMOrcExecutorAddress addr;    /* its address */
+} Loaded;
+static Loaded *loaded;              /* malloc'ed */
+static size_t nloaded, caploaded;
 
 /* Moves LLVM error err into d as an internal error about `what`. */
 static int
@@ -212,6 +228,29 @@ optimise(LLVMModuleRef mod, KlDiag *d)
     return 0;
 }
 
+/* Translates m into a new module of a new context (*tsc, *mod) with the
+ * entry `name`, optimised, and fills text when non-NULL (lock held, JIT
+ * initialised).  0, or -1 with d filled and nothing left to dispose. */
+static int
+build_module(KlModule *m, const char *name, KlLlvmText *text,
+             LLVMOrcThreadSafeContextRef *tsc, LLVMModuleRef *mod, KlDiag *d)
+{
+    *tsc = LLVMOrcCreateNewThreadSafeContext();
+    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(*tsc);
+    *mod = LLVMModuleCreateWithNameInContext("kiln", ctx);
+    LLVMSetTarget(*mod, triple);
+    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+    LLVMSetModuleDataLayout(*mod, layout);
+    LLVMDisposeTargetData(layout);
+    if (kl_llvm_codegen(m, *mod, name, d) < 0 || optimise(*mod, d) < 0
+        || (text != NULL && module_text(*mod, text, d) < 0)) {
+        LLVMDisposeModule(*mod);
+        LLVMOrcDisposeThreadSafeContext(*tsc);
+        return -1;
+    }
+    return 0;
+}
+
 /* Translates, optimises and JIT-compiles m (lock held); the entry address
  * or 0 with d filled. */
 static LLVMOrcExecutorAddress
@@ -220,21 +259,13 @@ compile_locked(KlModule *m, KlLlvmText *text, KlDiag *d)
     char name[48];
     LLVMOrcExecutorAddress addr = 0;
     LLVMErrorRef err;
+    LLVMOrcThreadSafeContextRef tsc;
+    LLVMModuleRef mod;
     if (init_jit(d) < 0) {
         return 0;
     }
     snprintf(name, sizeof(name), "kl_entry_%lu", ++serial);
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    LLVMContextRef ctx = LLVMOrcThreadSafeContextGetContext(tsc);
-    LLVMModuleRef mod = LLVMModuleCreateWithNameInContext("kiln", ctx);
-    LLVMSetTarget(mod, triple);
-    LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
-    LLVMSetModuleDataLayout(mod, layout);
-    LLVMDisposeTargetData(layout);
-    if (kl_llvm_codegen(m, mod, name, d) < 0 || optimise(mod, d) < 0
-        || (text != NULL && module_text(mod, text, d) < 0)) {
-        LLVMDisposeModule(mod);
-        LLVMOrcDisposeThreadSafeContext(tsc);
+    if (build_module(m, name, text, &tsc, &mod, d) < 0) {
         return 0;
     }
     LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(mod,
@@ -275,4 +306,161 @@ kl_llvm_compile(KlModule *m, KlLlvmText *text, KlDiag *d)
     }
     /* An executor address is a host function address in-process. */
     return addr == 0 ? NULL : (KlEntry)(uintptr_t)addr;
+}
+
+/* ---- code kept on disk ---------------------------------------------- */
+
+/* Address of the on-disk entry `name` linked earlier, or 0 (lock held). */
+static LLVMOrcExecutorAddress
+find_loaded(const char *name)
+{
+    for (size_t i = 0; i < nloaded; i++) {
+        if (strcmp(loaded[i].name, name) == 0) {
+            return loaded[i].addr;
+        }
+    }
+    return 0;
+}
+
+/* Remembers that entry `name` is linked at addr (lock held); on failure to
+ * remember, a later load of the same name fails cleanly in ORC instead. */
+static void
+note_loaded(const char *name, LLVMOrcExecutorAddress addr)
+{
+    if (nloaded == caploaded) {
+        size_t cap = caploaded ? 2 * caploaded : 16;
+        Loaded *p = realloc(loaded, sizeof(Loaded) * cap);
+        if (p == NULL) {
+            return;
+        }
+        loaded = p;
+        caploaded = cap;
+    }
+    size_t n = strlen(name) + 1;
+    char *copy = malloc(n);
+    if (copy != NULL) {
+        memcpy(copy, name, n);
+        loaded[nloaded++] = (Loaded){copy, addr};
+    }
+}
+
+/* Links object file buf (ownership taken) into the main JITDylib and
+ * returns the address of `name` (lock held); 0 with d filled. */
+static LLVMOrcExecutorAddress
+link_object(LLVMMemoryBufferRef buf, const char *name, KlDiag *d)
+{
+    LLVMOrcExecutorAddress addr = 0;
+    LLVMErrorRef err = LLVMOrcLLJITAddObjectFile(
+        jit, LLVMOrcLLJITGetMainJITDylib(jit), buf);
+    if (err != NULL) {
+        llvm_error(d, "adding an object file", err);
+        return 0;
+    }
+    err = LLVMOrcLLJITLookup(jit, &addr, name);
+    if (err != NULL) {
+        llvm_error(d, "linking an object file", err);
+        return 0;
+    }
+    if (addr == 0) {
+        kl_internal_error(d, "LLVM: entry %s has no address", name);
+        return 0;
+    }
+    note_loaded(name, addr);
+    return addr;
+}
+
+/* kl_llvm_compile_object with the lock held. */
+static LLVMOrcExecutorAddress
+compile_object_locked(KlModule *m, const char *name, KlObjCode *obj,
+                      KlDiag *d)
+{
+    LLVMOrcThreadSafeContextRef tsc;
+    LLVMModuleRef mod;
+    LLVMMemoryBufferRef buf = NULL;
+    char *msg = NULL;
+    if (init_jit(d) < 0 || build_module(m, name, NULL, &tsc, &mod, d) < 0) {
+        return 0;
+    }
+    LLVMBool failed = LLVMTargetMachineEmitToMemoryBuffer(
+        tm, mod, LLVMObjectFile, &msg, &buf);
+    LLVMDisposeModule(mod);
+    LLVMOrcDisposeThreadSafeContext(tsc);
+    if (failed) {
+        kl_internal_error(d, "LLVM object file: %s", msg ? msg : "unknown");
+        LLVMDisposeMessage(msg);
+        return 0;
+    }
+    size_t size = LLVMGetBufferSize(buf);
+    obj->data = malloc(size > 0 ? size : 1);
+    if (obj->data == NULL) {
+        LLVMDisposeMemoryBuffer(buf);
+        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        return 0;
+    }
+    memcpy(obj->data, LLVMGetBufferStart(buf), size);
+    obj->size = size;
+    LLVMOrcExecutorAddress addr = find_loaded(name);
+    if (addr != 0) {
+        LLVMDisposeMemoryBuffer(buf);
+        return addr;
+    }
+    return link_object(buf, name, d);
+}
+
+KlEntry
+kl_llvm_compile_object(KlModule *m, const char *entry_name, KlObjCode *obj,
+                       KlDiag *d)
+{
+    obj->data = NULL;
+    obj->size = 0;
+    pthread_mutex_lock(&lock);
+    LLVMOrcExecutorAddress addr = compile_object_locked(m, entry_name, obj,
+                                                        d);
+    pthread_mutex_unlock(&lock);
+    if (addr == 0) {
+        free(obj->data);
+        obj->data = NULL;
+        obj->size = 0;
+    }
+    return addr == 0 ? NULL : (KlEntry)(uintptr_t)addr;
+}
+
+KlEntry
+kl_llvm_load_object(const char *entry_name, const void *data, size_t size,
+                    KlDiag *d)
+{
+    LLVMOrcExecutorAddress addr = 0;
+    pthread_mutex_lock(&lock);
+    if (init_jit(d) == 0 && (addr = find_loaded(entry_name)) == 0) {
+        LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(
+            data, size, "kiln-cache");
+        if (buf == NULL) {
+            kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
+        }
+        else {
+            addr = link_object(buf, entry_name, d);
+        }
+    }
+    pthread_mutex_unlock(&lock);
+    return addr == 0 ? NULL : (KlEntry)(uintptr_t)addr;
+}
+
+char *
+kl_llvm_host_id(void)
+{
+    unsigned major, minor, patch;
+    LLVMGetVersion(&major, &minor, &patch);
+    char *trip = LLVMGetDefaultTargetTriple();
+    char *cpu = LLVMGetHostCPUName();
+    char *features = LLVMGetHostCPUFeatures();
+    size_t n = strlen(trip) + strlen(cpu) + strlen(features) + 64;
+    char *id = malloc(n);
+    if (id != NULL) {
+        snprintf(id, n, "LLVM %u.%u.%u\n%s\n%s\n%s\n%s", major, minor, patch,
+                 trip, cpu, features, PIPELINE);
+    }
+    LLVMDisposeMessage(trip);
+    LLVMDisposeMessage(cpu);
+    LLVMDisposeMessage(features);
+    return id;
 }
