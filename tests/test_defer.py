@@ -144,6 +144,33 @@ def safe_div(a, x: float) -> float:
     return s
 
 
+def halve_until(x: float, y: float) -> float:
+    """A loop whose exit depends on a float that a failed check would turn
+    into NaN: never deferred (it could then run forever)."""
+    n = 0
+    while x > 1.0 and n < 1000:
+        x = x / y
+        n += 1
+    return x
+
+
+def test_float_exit_not_deferred():
+    fn = jit(halve_until)
+    for x, y in [(10.0, 2.0), (10.0, 0.0), (0.5, 0.0), (1e300, 1e-10)]:
+        check(fn, x, y)
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="inspects compiled code")
+def test_deferred_loop_has_checked_copy(rng):
+    """Without fastmath the sum cannot vectorise, but the loop is deferred
+    all the same: kiln's IR holds the loop and its checked copy."""
+    fn = jit(sqrt_sum)
+    a = data(rng, 100)
+    check(fn, a)
+    loops = re.findall(r"^  loop\d+:", fn.inspect_ir(), re.M)
+    assert len(loops) == 2, fn.inspect_ir()
+
+
 @pytest.mark.skipif(JIT_DISABLED, reason="inspects compiled code")
 def test_checked_loops_vectorise(rng):
     """A sum of sqrt and a sum of quotients (fastmath, so the sum may be

@@ -4,8 +4,9 @@
  *
  * Works on lowered, primitive IR of the CPU target, after lower.  A loop L
  * qualifies when it has no inner loop, no store, call, pfor or return, a
- * single entry edge and a single exit (its header's test), and at least one
- * branch into a deferrable raise region: blocks of pure instructions that
+ * single entry edge and a single exit (its header's test, which must not
+ * depend on floats: a counted loop), and at least one branch into a
+ * deferrable raise region: blocks of pure instructions that
  * end only in `raise` instructions marked deferrable (aux 1: the check
  * guards float arithmetic only, so the code after it stays well defined
  * when it fails).  Then:
@@ -26,7 +27,7 @@
 #include <string.h>
 
 #define MAX_LOOP_INSTS 4000     /* larger loops are not copied */
-#define FLAG kl_u8              /* the type of the failed flag */
+#define FLAG_TYPE kl_u8         /* the type of the failed flag */
 
 typedef struct Defer {
     KlFunc *f;
@@ -36,6 +37,7 @@ typedef struct Defer {
     int32_t entry_jump;     /* the jump from outside into the header */
     int32_t *bmap;          /* block of L -> block of C, -1 */
     int32_t *vmap;          /* value of L -> value of C, -1 */
+    int32_t nvmap;          /* values vmap covers (those existing before) */
     int32_t cell;           /* ptr(bool): the failed flag */
     int32_t rerun;          /* block entering C */
     int32_t merge;          /* block after both loops, with the live-outs */
@@ -150,49 +152,131 @@ deferrable_branch(const Defer *D, const KlInst *in, int *to_region)
     return 1;
 }
 
-/* Does L qualify (see the file comment)?  Sets D->entry_jump. */
+/* Successors of block b's terminator t into succ[0..2) (-1: none). */
+static void
+successors(const KlInst *t, int32_t succ[2])
+{
+    succ[0] = succ[1] = -1;
+    if (t->op == KL_OP_jump || t->op == KL_OP_branch) {
+        succ[0] = (int32_t)t->imm.i;
+    }
+    if (t->op == KL_OP_branch) {
+        succ[1] = t->aux;
+    }
+}
+
+/* Are L's edges one jump into the header from outside (D->entry_jump)
+ * and, out of L, only the header's test to D->exit? */
 static int
-qualifies(Defer *D)
+edges_qualify(Defer *D)
 {
     KlFunc *f = D->f;
+    D->entry_jump = -1;
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        int32_t t = term_of(f, b), succ[2];
+        if (t < 0) {
+            continue;
+        }
+        const KlInst *ti = &f->insts[t];
+        successors(ti, succ);
+        for (int s = 0; s < 2; s++) {
+            if (succ[s] < 0 || in_loop(D, b) == in_loop(D, succ[s])) {
+                continue;
+            }
+            if (in_loop(D, b)) {
+                if (b != D->header || succ[s] != D->exit) {
+                    return 0;       /* break, or an exit elsewhere */
+                }
+            }
+            else if (succ[s] != D->header || ti->op != KL_OP_jump
+                     || D->entry_jump >= 0) {
+                return 0;           /* a second entry */
+            }
+            else {
+                D->entry_jump = t;
+            }
+        }
+    }
+    return D->entry_jump >= 0;
+}
+
+static int
+is_float_kind(const KlType *t)
+{
+    return t != NULL && (t->kind == KL_T_FLOAT || t->kind == KL_T_COMPLEX);
+}
+
+/* Does the header's test depend, within L, on no float value?  Then the
+ * values a failed deferred check leaves behind (NaN, inf) cannot keep L
+ * from ending: follows operands and, through the header's params, the
+ * values every latch passes back. */
+static int
+counted_exit(const Defer *D)
+{
+    const KlFunc *f = D->f;
+    const KlInst *br = &f->insts[term_of(f, D->header)];
+    if (br->op != KL_OP_branch) {
+        return 0;
+    }
+    char *seen = calloc((size_t)f->ninsts + 1, 1);
+    int32_t *work = malloc(sizeof(int32_t) * ((size_t)f->ninsts + 1));
+    int32_t n = 0;
+    int ok = seen != NULL && work != NULL;
+    if (ok) {
+        work[n++] = br->args[0];
+        seen[br->args[0]] = 1;
+    }
+    while (ok && n > 0) {
+        const KlInst *in = &f->insts[work[--n]];
+        if (!in_loop(D, in->block)) {
+            continue;
+        }
+        ok = !is_float_kind(in->type);
+        for (int32_t k = 0; ok && k < in->nargs; k++) {
+            int32_t a = in->args[k];
+            ok = !is_float_kind(f->insts[a].type);
+            if (ok && !seen[a]) {
+                seen[a] = 1;
+                work[n++] = a;
+            }
+        }
+        if (!ok || in->op != KL_OP_bparam || in->block != D->header) {
+            continue;
+        }
+        /* a header param: the values the latches pass for it */
+        for (int32_t b = 0; b < f->nblocks; b++) {
+            int32_t t = term_of(f, b);
+            if (t < 0 || !in_loop(D, b) || f->insts[t].op != KL_OP_jump
+                || f->insts[t].imm.i != D->header) {
+                continue;
+            }
+            int32_t a = f->insts[t].args[in->imm.i];
+            if (!seen[a]) {
+                seen[a] = 1;
+                work[n++] = a;
+            }
+        }
+    }
+    free(seen);
+    free(work);
+    return ok;
+}
+
+/* Does L's body qualify: no inner loop, no side effect, not too large,
+ * and at least one branch into a deferrable region? */
+static int
+body_qualifies(const Defer *D)
+{
+    const KlFunc *f = D->f;
     int ndefer = 0, ninsts = 0;
     for (int32_t l = 0; l < f->nloops; l++) {
         if (f->loops[l].parent == D->loop) {
             return 0;
         }
     }
-    D->entry_jump = -1;
     for (int32_t b = 0; b < f->nblocks; b++) {
-        int32_t t = term_of(f, b);
-        if (t < 0) {
-            continue;
-        }
-        const KlInst *ti = &f->insts[t];
-        int32_t succ[2] = {-1, -1};
-        if (ti->op == KL_OP_jump) {
-            succ[0] = (int32_t)ti->imm.i;
-        }
-        else if (ti->op == KL_OP_branch) {
-            succ[0] = (int32_t)ti->imm.i;
-            succ[1] = ti->aux;
-        }
         if (!in_loop(D, b)) {
-            for (int s = 0; s < 2; s++) {
-                if (succ[s] >= 0 && in_loop(D, succ[s])) {
-                    if (succ[s] != D->header || ti->op != KL_OP_jump
-                        || D->entry_jump >= 0) {
-                        return 0;
-                    }
-                    D->entry_jump = t;
-                }
-            }
             continue;
-        }
-        for (int s = 0; s < 2; s++) {
-            if (succ[s] >= 0 && !in_loop(D, succ[s])
-                && (b != D->header || succ[s] != D->exit)) {
-                return 0;
-            }
         }
         const KlBlock *blk = &f->blocks[b];
         ninsts += blk->insts.len;
@@ -214,7 +298,14 @@ qualifies(Defer *D)
             }
         }
     }
-    return ndefer > 0 && D->entry_jump >= 0 && ninsts <= MAX_LOOP_INSTS;
+    return ndefer > 0 && ninsts <= MAX_LOOP_INSTS;
+}
+
+/* Does L qualify (see the file comment)?  Sets D->entry_jump. */
+static int
+qualifies(Defer *D)
+{
+    return body_qualifies(D) && edges_qualify(D) && counted_exit(D);
 }
 
 /* ---- the checked copy ------------------------------------------------- */
@@ -273,7 +364,7 @@ copy_loop(Defer *D, int32_t exit_to)
         KlInst *in = &f->insts[id];
         for (int32_t k = 0; k < in->nargs; k++) {
             int32_t a = in->args[k];
-            if (a < ni && D->vmap[a] >= 0) {
+            if (a < D->nvmap && D->vmap[a] >= 0) {
                 in->args[k] = D->vmap[a];
             }
         }
@@ -378,10 +469,10 @@ defer_branch(Defer *D, int32_t b, int32_t br, int to_region)
         cond = yes < 0 ? -1 : emit(D, b, KL_OP_xor, kl_bool, in.line, 2,
                                    cond, yes);
     }
-    int32_t bit = cond < 0 ? -1 : emit(D, b, KL_OP_cast, FLAG, in.line, 1,
+    int32_t bit = cond < 0 ? -1 : emit(D, b, KL_OP_cast, FLAG_TYPE, in.line, 1,
                                        cond, 0);
-    int32_t old = emit(D, b, KL_OP_load, FLAG, in.line, 1, D->cell, 0);
-    int32_t now = bit < 0 || old < 0 ? -1 : emit(D, b, KL_OP_or, FLAG,
+    int32_t old = emit(D, b, KL_OP_load, FLAG_TYPE, in.line, 1, D->cell, 0);
+    int32_t now = bit < 0 || old < 0 ? -1 : emit(D, b, KL_OP_or, FLAG_TYPE,
                                                   in.line, 2, old, bit);
     if (now < 0
         || emit(D, b, KL_OP_store, kl_void, in.line, 2, D->cell, now) < 0
@@ -438,8 +529,8 @@ static int
 make_cell(Defer *D, int line)
 {
     KlFunc *f = D->f;
-    const KlType *at = kl_type_array(FLAG, 1, KL_LAYOUT_C, 0);
-    const KlType *pt = kl_type_ptr(FLAG);
+    const KlType *at = kl_type_array(FLAG_TYPE, 1, KL_LAYOUT_C, 0);
+    const KlType *pt = kl_type_ptr(FLAG_TYPE);
     if (at == NULL || pt == NULL) {
         return nomem(D);
     }
@@ -456,12 +547,86 @@ make_cell(Defer *D, int line)
     }
     int32_t pre = f->insts[D->entry_jump].block;
     t = reopen(f, pre);
-    int32_t no = kl_const_int(f, pre, FLAG, 0, line);
+    int32_t no = kl_const_int(f, pre, FLAG_TYPE, 0, line);
     if (no < 0 || emit(D, pre, KL_OP_store, kl_void, line, 2, D->cell,
                        no) < 0) {
         return nomem(D);
     }
     return reclose(D, pre, t);
+}
+
+/* Creates the merge block (one param per live-out of L, then a jump to
+ * L's exit) and redirects the live-outs' uses after the loop to it. */
+static int
+make_merge(Defer *D, const int32_t *live, int32_t nlive, int line)
+{
+    KlFunc *f = D->f;
+    D->merge = new_block(D);
+    int32_t *params = malloc(sizeof(int32_t) * ((size_t)nlive + 1));
+    if (D->merge < 0 || params == NULL) {
+        free(params);
+        return nomem(D);
+    }
+    for (int32_t j = 0; j < nlive; j++) {
+        params[j] = kl_bparam_add(f, D->merge, f->insts[live[j]].type);
+        if (params[j] < 0) {
+            free(params);
+            return nomem(D);
+        }
+    }
+    redirect_uses(D, live, params, nlive);
+    free(params);
+    if (kl_jump(f, D->merge, D->exit, 0, NULL, line) < 0) {
+        return nomem(D);
+    }
+    return 0;
+}
+
+/* Wires the exits: L's test now leaves to a block testing the flag (set:
+ * the rerun block entering C with L's entry values; clear: the merge with
+ * L's live-outs); C's test leaves to the merge with C's live-outs. */
+static int
+wire_exits(Defer *D, const int32_t *live, int32_t nlive, int32_t done_c,
+           int line)
+{
+    KlFunc *f = D->f;
+    int32_t done_l = new_block(D), check = new_block(D);
+    int32_t *cvals = malloc(sizeof(int32_t) * ((size_t)nlive + 1));
+    if (done_l < 0 || check < 0 || cvals == NULL) {
+        free(cvals);
+        return nomem(D);
+    }
+    for (int32_t j = 0; j < nlive; j++) {
+        cvals[j] = D->vmap[live[j]];
+    }
+    int bad = jump_merge(D, done_c, cvals, nlive, line) < 0
+              || jump_merge(D, done_l, live, nlive, line) < 0;
+    free(cvals);
+    KlInst ej = f->insts[D->entry_jump];
+    if (bad || kl_jump(f, D->rerun, D->bmap[D->header], ej.nargs, ej.args,
+                       line) < 0) {
+        return nomem(D);
+    }
+    int32_t flag = emit(D, check, KL_OP_load, FLAG_TYPE, line, 1, D->cell, 0);
+    int32_t no = kl_const_int(f, check, FLAG_TYPE, 0, line);
+    int32_t failed = flag < 0 || no < 0 ? -1 : emit(D, check, KL_OP_cmp,
+                                                    kl_bool, line, 2, flag,
+                                                    no);
+    if (failed < 0) {
+        return nomem(D);
+    }
+    f->insts[failed].aux = KL_CMP_NE;
+    if (kl_branch(f, check, failed, D->rerun, done_l, line) < 0) {
+        return nomem(D);
+    }
+    KlInst *hb = &f->insts[term_of(f, D->header)];
+    if ((int32_t)hb->imm.i == D->exit) {
+        hb->imm.i = check;
+    }
+    else {
+        hb->aux = check;
+    }
+    return 0;
 }
 
 /* Applies the transformation to L (which qualifies). */
@@ -473,79 +638,15 @@ transform(Defer *D)
     int line = f->insts[term_of(f, D->header)].line;
     int32_t *live = NULL, nlive = 0;
     int rc = -1;
-    if (find_live_outs(D, &live, &nlive) < 0 || make_cell(D, line) < 0) {
+    if (find_live_outs(D, &live, &nlive) < 0 || make_cell(D, line) < 0
+        || make_merge(D, live, nlive, line) < 0) {
         goto done;
     }
-    int32_t done_l = new_block(D), done_c = new_block(D);
+    int32_t done_c = new_block(D);
     D->rerun = new_block(D);
-    D->merge = new_block(D);
-    int32_t check = new_block(D);
-    if (done_l < 0 || done_c < 0 || D->rerun < 0 || D->merge < 0
-        || check < 0) {
+    if (done_c < 0 || D->rerun < 0 || copy_loop(D, done_c) < 0
+        || wire_exits(D, live, nlive, done_c, line) < 0) {
         goto done;
-    }
-    int32_t *params = malloc(sizeof(int32_t) * ((size_t)nlive + 1));
-    if (params == NULL) {
-        nomem(D);
-        goto done;
-    }
-    for (int32_t j = 0; j < nlive; j++) {
-        params[j] = kl_bparam_add(f, D->merge, f->insts[live[j]].type);
-        if (params[j] < 0) {
-            free(params);
-            nomem(D);
-            goto done;
-        }
-    }
-    redirect_uses(D, live, params, nlive);
-    free(params);
-    if (kl_jump(f, D->merge, D->exit, 0, NULL, line) < 0) {
-        nomem(D);
-        goto done;
-    }
-    if (copy_loop(D, done_c) < 0) {
-        goto done;
-    }
-    /* C's exit and L's exit (through the flag test) meet at the merge */
-    int32_t *cvals = malloc(sizeof(int32_t) * ((size_t)nlive + 1));
-    if (cvals == NULL) {
-        nomem(D);
-        goto done;
-    }
-    for (int32_t j = 0; j < nlive; j++) {
-        cvals[j] = D->vmap[live[j]];
-    }
-    int bad = jump_merge(D, done_c, cvals, nlive, line) < 0
-              || jump_merge(D, done_l, live, nlive, line) < 0;
-    free(cvals);
-    if (bad) {
-        goto done;
-    }
-    KlInst ej = f->insts[D->entry_jump];
-    if (kl_jump(f, D->rerun, D->bmap[D->header], ej.nargs, ej.args,
-                line) < 0) {
-        nomem(D);
-        goto done;
-    }
-    int32_t flag = emit(D, check, KL_OP_load, FLAG, line, 1, D->cell, 0);
-    int32_t no = kl_const_int(f, check, FLAG, 0, line);
-    int32_t failed = flag < 0 || no < 0 ? -1 : emit(D, check, KL_OP_cmp,
-                                                    kl_bool, line, 2, flag,
-                                                    no);
-    if (failed >= 0) {
-        f->insts[failed].aux = KL_CMP_NE;
-    }
-    if (failed < 0
-        || kl_branch(f, check, failed, D->rerun, done_l, line) < 0) {
-        nomem(D);
-        goto done;
-    }
-    KlInst *hb = &f->insts[term_of(f, D->header)];
-    if ((int32_t)hb->imm.i == D->exit) {
-        hb->imm.i = check;
-    }
-    else {
-        hb->aux = check;
     }
     rc = rewrite_body(D, nblocks);
 done:
@@ -562,7 +663,9 @@ kl_defer(KlFunc *f, KlDiag *d)
         if (lp.header < 0 || lp.exit < 0) {
             continue;
         }
-        Defer D = {f, d, l, lp.header, lp.exit, -1, NULL, NULL, -1, -1, -1};
+        Defer D = {.f = f, .d = d, .loop = l, .header = lp.header,
+                   .exit = lp.exit, .entry_jump = -1, .cell = -1,
+                   .rerun = -1, .merge = -1};
         if (!qualifies(&D)) {
             continue;
         }
@@ -576,6 +679,7 @@ kl_defer(KlFunc *f, KlDiag *d)
         }
         memset(D.bmap, 0xff, sizeof(int32_t) * (size_t)f->nblocks);
         memset(D.vmap, 0xff, sizeof(int32_t) * (size_t)f->ninsts);
+        D.nvmap = f->ninsts;
         int rc = transform(&D);
         free(D.bmap);
         free(D.vmap);
