@@ -4,13 +4,13 @@
 // uint64_t, float, double, vec2, dvec2; -DKL_INT64 / -DKL_FLOAT64 for the
 // 64-bit ones, -DKL_INTEGER for integers, -DKL_COMPLEX for {re, im}
 // pairs, -DKL_SUBGROUP with KL_NBITS=32 and KL_SIGNED=0/1 for the 32-bit
-// integer variants that use subgroup arithmetic).  Specialisation constants: 0 the operation (0 add, 1 mul,
-// 2 min, 3 max, 4 and, 5 or, 6 xor; and/or/xor for integers only, min
-// and max not for complex), 1 the width in bits of packed narrow
-// partials (0: partials are KL_T; 8 or 16: the 32-bit integer variants
-// read 8- or 16-bit integers packed in the buffer, sign-extended by the
-// int variant and zero-extended by the uint one, and combine them in 32
-// bits).
+// integer variants that use subgroup arithmetic).  Specialisation
+// constants: 0 the operation (0 add, 1 mul, 2 min, 3 max, 4 and, 5 or,
+// 6 xor; and/or/xor for integers only, min and max not for complex), 1
+// the width in bits of packed narrow partials (0: partials are KL_T; 8
+// or 16: the 32-bit integer variants read 8- or 16-bit integers packed in
+// the buffer, sign-extended by the int variant and zero-extended by the
+// uint one, and combine them in 32 bits).
 //
 // Dispatched as (G, 1, 1): workgroup w combines the partials of the w-th
 // of G contiguous slices of per = ceil(count / G) partials and stores the
@@ -20,10 +20,12 @@
 // min and max, which must keep the earliest of equal values (0.0 and
 // -0.0), invocation t folds a contiguous block and the tree joins
 // neighbouring blocks, so partials combine in their order.  The order of
-// operations, and so the result, depends only on count and G.  The subgroup variants fold their
-// invocations' values with subgroup operations instead of the tree: they
-// exist only for integers, whose operations are associative and
-// commutative, so the order the device picks cannot change the result.
+// operations, and so the result, depends only on count and G.  The
+// subgroup variants fold their invocations' values with subgroup
+// operations instead of the tree, and then the subgroups' results in
+// subgroup order: they exist only for integers, whose operations are
+// associative and commutative, so neither the order the device picks nor
+// how it maps invocations to subgroups can change the result.
 //
 // Contract (see kl_vk_reduce_pipeline in csrc/runtime/vulkan.h):
 //   binding 0: partials, binding 1: result, push constants KlVkReducePush.
@@ -164,6 +166,10 @@ void main()
     }
     barrier();
     if (t == 0) {
+        // invocation 0 need not be in subgroup 0 (Vulkan promises that
+        // only for full-subgroup pipelines): fold scratch[] alone, never
+        // this invocation's own value
+        acc = scratch[0];
         for (uint s = 1; s < gl_NumSubgroups; s++) {
             acc = combine(acc, scratch[s]);
         }

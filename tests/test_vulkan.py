@@ -129,16 +129,6 @@ def pcheck(a, n):
         a[i] = a[i] + 1
 
 
-def marked(marks):
-    for i in prange(marks.shape[0]):
-        if marks[i] == 1:
-            raise ValueError("one")
-        if marks[i] == 2:
-            raise KeyError("two")
-        if marks[i] == 3:
-            raise OverflowError("three")
-
-
 def serial_then_prange(a):
     t = a[0]
     for i in prange(a.shape[0]):
@@ -242,9 +232,9 @@ def test_lavapipe_loop_limit_is_an_error():
         assert f(70000) == long_sum(70000)
 
 
-def inc8(a, b):
-    for i in prange(a.shape[0]):
-        b[i] = a[i] ^ 1
+def flip_window(a, start, n):
+    for i in prange(n):
+        a[start + i] = a[start + i] ^ 1
 
 
 def first_last(a):
@@ -255,21 +245,23 @@ def first_last(a):
 def test_array_beyond_storage_range():
     """Arrays larger than one storage binding may span are reached through
     buffer device addresses when the device has them (by a prange kernel
-    and a serial one); without them the call raises ValueError naming the
-    limit instead of computing part of the array."""
+    reading and writing across the binding limit up to the array's end,
+    and by a serial one); without them the call raises ValueError naming
+    the limit instead of computing part of the array."""
     info = kiln.vulkan._device_info()
-    n = (info["max_storage_buffer_range"] + (1 << 20)) // 4     # int32
+    limit = info["max_storage_buffer_range"] // 4       # int32 elements
+    n = limit + 16384                                   # just beyond it
     if not info["buffer_device_address"] or 4 * n > info["max_allocation_size"]:
         pytest.skip("the device has no buffer device addresses")
     a = np.arange(n, dtype=np.int32)
-    b = np.zeros(n, np.int32)
-    vk(inc8)(a, b)
-    np.testing.assert_array_equal(b, a ^ np.int32(1))
-    tail = np.zeros(4096, np.int32)
-    inc8(a[-4096:], tail)                       # CPython on the far end
-    np.testing.assert_array_equal(b[-4096:], tail)
+    start = limit - 4096
+    expect = a[start:].copy()
+    flip_window(expect, 0, n - start)                   # CPython
+    vk(flip_window)(a, start, n - start)
+    np.testing.assert_array_equal(a[start:], expect)
+    assert (a[:start] == np.arange(start, dtype=np.int32)).all()
     assert vk(first_last)(a[::-1]) == first_last(a[::-1])
-    del a, b
+    del a
 
 
 @needs_device
@@ -321,29 +313,61 @@ def test_prange_raises():
 def test_lowest_raise_across_rounds_and_workgroups():
     """Several invocations raise in one dispatch: the lowest iteration's
     exception is reported, also when an invocation raises in a later round
-    of its grid-stride loop (iteration + grid) with a lower local index
-    than a round-0 raiser of the same workgroup, and when later workgroups
-    raise too."""
-    groups = kiln.vulkan._device_info()["max_workgroup_count"][0]
-    grid = min(groups, 1 << 16) * 64
-    n = grid + 1000                 # rounds 0 and 1 when groups is the cap
-    f = vk(marked)
-    cases = [
-        {10: 2, grid + 3: 1, 200: 3},       # round 0 lane 10 vs round 1 lane 3
-        {grid + 3: 1, grid + 900: 3, 700: 2},
-        {70: 3, 64 + 5: 1, grid + 2: 2},    # workgroup 1 against 0's round 1
-        {grid + 5: 3, grid + 4: 2},         # only round 1
-    ]
-    for case in cases:
-        marks = np.zeros(n, np.int32)
-        for i, m in case.items():
-            marks[i] = m
-        first = case[min(case)]
-        exc = {1: ValueError, 2: KeyError, 3: OverflowError}[first]
-        with pytest.raises(exc):
-            f(marks)
-        with pytest.raises(exc):
-            marked(marks[:min(case) + 1])   # CPython stops there too
+    of its grid-stride loop (iteration + k * grid) with a lower local index
+    than an earlier round's raiser of the same workgroup, and when other
+    workgroups raise too.  The device is told to allow 3 workgroups per
+    dispatch (KILN_VULKAN_MAX_GROUPS), so that small arrays take three
+    rounds on any device; the grid is the dispatch kiln makes."""
+    code = """if 1:
+        import numpy as np, kiln
+        from kiln import prange
+
+        def marked(marks):
+            for i in prange(marks.shape[0]):
+                if marks[i] == 1:
+                    raise ValueError("one")
+                if marks[i] == 2:
+                    raise KeyError("two")
+                if marks[i] == 3:
+                    raise OverflowError("three")
+
+        def outcome(f, marks):
+            try:
+                f(marks)
+            except Exception as e:
+                return type(e).__name__, str(e)
+            return None
+
+        wg = 64                                 # KL_SPV_PFOR_WG
+        groups = kiln.vulkan._device_info()["max_workgroup_count"][0]
+        assert groups == 3, groups
+        grid = groups * wg
+        n = 2 * grid + 40                       # rounds 0, 1 and part of 2
+        assert min(-(-n // wg), groups) * wg == grid
+        cases = [
+            # (workgroup, round, lane) of each raiser in the comments
+            {10: 2, grid + 3: 1, 150: 3},       # (0,0,10) (0,1,3) (2,0,22)
+            {grid + 3: 1, 2 * grid + 1: 3, 100: 2},     # (0,1,3) (0,2,1)
+                                                        # (1,0,36)
+            {70: 3, wg + 5: 1, grid + 2: 2},    # (1,0,6) (1,0,5) (0,1,2)
+            {grid + 5: 3, grid + 4: 2},         # only round 1
+            {2 * grid + 2: 1, grid + wg + 10: 3},   # (0,2,2) (1,1,10)
+            {2 * grid + 5: 2, grid + 60: 1},    # (0,2,5) (0,1,60)
+        ]
+        f = kiln.jit(target="vulkan")(marked)
+        for case in cases:
+            marks = np.zeros(n, np.int32)
+            for i, m in case.items():
+                marks[i] = m
+            want = outcome(marked, marks)
+            assert want is not None and outcome(f, marks) == want, case
+        print("ok")
+    """
+    env = dict(os.environ, KILN_VULKAN_MAX_GROUPS="3")
+    env.setdefault("XDG_RUNTIME_DIR", "/tmp")
+    r = subprocess.run([sys.executable, "-c", code], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
 @needs_device
@@ -374,6 +398,24 @@ def test_float64_math_runs_on_the_device():
     f = vk(f64_sin)
     assert abs(f(0.5) - math.sin(0.5)) <= math.ulp(math.sin(0.5))
     assert abs(f(np.float32(0.5)) - math.sin(0.5)) <= math.ulp(math.sin(0.5))
+
+
+@needs_device
+def test_float64_math_without_devmath_names_the_import_error():
+    """When kiln._devmath cannot be imported, float64 math is a
+    CompileError that quotes the import's error."""
+    saved = sys.modules.get("kiln._devmath")
+    sys.modules["kiln._devmath"] = None         # the import now fails
+    try:
+        with pytest.raises(kiln.CompileError, match="None in sys.modules") as e:
+            vk(f64_sin)(0.5)
+        assert "kiln._devmath" in str(e.value)
+    finally:
+        if saved is None:
+            del sys.modules["kiln._devmath"]
+        else:
+            sys.modules["kiln._devmath"] = saved
+    assert abs(vk(f64_sin)(0.5) - math.sin(0.5)) <= math.ulp(math.sin(0.5))
 
 
 # ---- SPIR-V validity and inspection --------------------------------------

@@ -672,6 +672,10 @@ resolve_object(Builder *b, PyObject *obj, const char *name, Item *out)
         pyname = "complex";
     } else if (PyCFunction_Check(obj) || is_devmath_fn(obj)) {
         pyname = cfunction_pyname(b, obj);
+    } else if (PyType_Check(obj)
+               && strncmp(((PyTypeObject *)obj)->tp_name, "numpy.", 6) == 0) {
+        /* a NumPy scalar type (np.float32): its constructor */
+        pyname = ((PyTypeObject *)obj)->tp_name;
     }
     if (pyname != NULL) {
         int id = kl_builtin_lookup(pyname);
@@ -2852,11 +2856,47 @@ find_prange(void)
     return p;
 }
 
-/* Vulkan target: fills m->devmath_src, once per module, with the
- * functions of kiln._devmath named after the math functions (those the
- * device has no float64 instruction for); sys.modules keeps them alive.
- * Left NULL when the module cannot be imported (the SPIR-V backend then
- * reports the function as unsupported). */
+/* Drops the references load_devmath took (KlModule.release). */
+static void
+release_devmath(KlModule *m)
+{
+    for (int i = 0; i < KL_MATH__COUNT; i++) {
+        PyObject *fn = m->devmath_src[i];
+        m->devmath_src[i] = NULL;
+        Py_XDECREF(fn);
+    }
+}
+
+/* The text of the pending Python exception ("ImportError: ..."), copied
+ * into m's arena, or NULL when out of memory; clears the exception. */
+static const char *
+pending_error_text(KlModule *m)
+{
+    PyObject *type, *value, *tb;
+    PyErr_Fetch(&type, &value, &tb);
+    PyErr_NormalizeException(&type, &value, &tb);
+    PyObject *str = value != NULL ? PyObject_Str(value) : NULL;
+    const char *text = str != NULL ? PyUnicode_AsUTF8(str) : NULL;
+    const char *r = kl_arena_printf(&m->arena, "%s: %s",
+                                    type != NULL
+                                    ? ((PyTypeObject *)type)->tp_name
+                                    : "error",
+                                    text != NULL ? text : "?");
+    Py_XDECREF(str);
+    Py_XDECREF(type);
+    Py_XDECREF(value);
+    Py_XDECREF(tb);
+    PyErr_Clear();
+    return r;
+}
+
+/* Vulkan target: on the module's first build, fills m->devmath_src with
+ * new references to the functions of kiln._devmath named after the math
+ * functions (those the device has no float64 instruction for; others
+ * stay NULL); m->release drops them when the module is freed.  The
+ * import is tried once per module: when it fails, its error text goes to
+ * m->devmath_error, which the SPIR-V backend quotes when it reports a
+ * float64 math function as unsupported. */
 static void
 load_devmath(KlModule *m)
 {
@@ -2865,19 +2905,26 @@ load_devmath(KlModule *m)
         KL_MATHFNS(KL_X)
 #undef KL_X
     };
-    if (m->options.target != 1 || m->devmath_src[KL_MATH_exp] != NULL) {
+    if (m->options.target != 1 || m->devmath_loaded) {
         return;
     }
+    m->devmath_loaded = 1;
+    m->release = release_devmath;
     PyObject *mod = PyImport_ImportModule("kiln._devmath");
-    for (int i = 0; mod != NULL && i < KL_MATH__COUNT; i++) {
+    if (mod == NULL) {
+        m->devmath_error = pending_error_text(m);
+        return;
+    }
+    for (int i = 0; i < KL_MATH__COUNT; i++) {
         PyObject *fn = PyObject_GetAttrString(mod, names[i]);
         if (fn != NULL && PyFunction_Check(fn)) {
-            m->devmath_src[i] = fn;
+            m->devmath_src[i] = fn;     /* owned by m (release_devmath) */
+        } else {
+            Py_XDECREF(fn);
+            PyErr_Clear();              /* no implementation: AttributeError */
         }
-        Py_XDECREF(fn);
     }
-    Py_XDECREF(mod);
-    PyErr_Clear();
+    Py_DECREF(mod);
 }
 
 KlFunc *

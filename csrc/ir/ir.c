@@ -103,6 +103,9 @@ void
 kl_module_free(KlModule *m)
 {
     if (m != NULL) {
+        if (m->release != NULL) {
+            m->release(m);
+        }
         kl_arena_free(&m->arena);
         free(m);
     }

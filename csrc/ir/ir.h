@@ -103,6 +103,17 @@ int kl_math_nargs(KlMathFn fn);
     X(isnan, "math.isnan") X(isinf, "math.isinf")                         \
     X(isfinite, "math.isfinite") X(degrees, "math.degrees")               \
     X(radians, "math.radians")                                            \
+    /* NumPy scalar constructors (np.float32(x)), by type name */         \
+    X(np_bool, "numpy.bool") X(np_int8, "numpy.int8")                     \
+    X(np_int16, "numpy.int16") X(np_int32, "numpy.int32")                 \
+    X(np_int64, "numpy.int64") X(np_uint8, "numpy.uint8")                 \
+    X(np_uint16, "numpy.uint16") X(np_uint32, "numpy.uint32")             \
+    X(np_uint64, "numpy.uint64") X(np_float32, "numpy.float32")           \
+    X(np_float64, "numpy.float64") X(np_complex64, "numpy.complex64")     \
+    X(np_complex128, "numpy.complex128")                                  \
+    /* the last two are private to kiln's own float64 math, in         \
+       python/kiln/_devmath.py: the int64 bits of a float64 and back     \
+       (op `bitcast`) */                                                  \
     X(f64_bits, "kiln._devmath.f64_bits")                                 \
     X(f64_from_bits, "kiln._devmath.f64_from_bits")
 
@@ -112,9 +123,6 @@ typedef enum KlBuiltin {
 #undef KL_X
     KL_BI__COUNT
 } KlBuiltin;
-
-/* The last two are private to kiln's own float64 math (python/kiln/
- * _devmath.py): the int64 bits of a float64 and back (op `bitcast`). */
 
 /* Python name of a builtin ("math.sqrt"); lookup by that name, -1 if none. */
 const char *kl_builtin_pyname(KlBuiltin b);
@@ -177,6 +185,14 @@ typedef struct KlLoop {
 
 typedef struct KlModule KlModule;
 
+/* How the partials of a prange reduction combine (KlFunc.param_reduce):
+ * + (also for `-=`, whose partials are sums of negated terms), *, min and
+ * max as Python's min(a, b) / max(a, b) (b < a ? b : a), & | ^. */
+typedef enum KlReduceOp {
+    KL_RED_NONE = 0, KL_RED_ADD, KL_RED_MUL, KL_RED_MIN, KL_RED_MAX,
+    KL_RED_AND, KL_RED_OR, KL_RED_XOR
+} KlReduceOp;
+
 typedef struct KlFunc {
     KlModule *mod;          /* owner */
     const char *name;       /* Python qualified name */
@@ -185,6 +201,10 @@ typedef struct KlFunc {
     int32_t nparams;        /* Python parameters */
     const char **param_names;   /* their names */
     const KlType **param_types; /* their types at this specialisation */
+    uint8_t *param_reduce;  /* pfor body (passes/parallel.c): per param,
+                               the KlReduceOp of a reduction's partials
+                               array, KL_RED_NONE for other params; NULL
+                               in other functions */
     const KlType *ret_type;     /* annotation, or NULL until infer */
     KlInst *insts;          /* instruction table */
     int32_t ninsts, cap_insts;
@@ -225,7 +245,13 @@ struct KlModule {
     void *devmath_src[KL_MATH__COUNT]; /* Vulkan target: per math function
                                    with no float64 device instruction, its
                                    implementation in python/kiln/_devmath.py
-                                   (borrowed PyObject *; frontend), or NULL */
+                                   (a PyObject * reference the module owns,
+                                   dropped by `release`; frontend), or NULL */
+    uint8_t devmath_loaded;     /* the frontend tried to import them */
+    const char *devmath_error;  /* why the import failed (arena), or NULL */
+    void (*release)(KlModule *m);   /* set by the frontend when the module
+                                   holds Python references: drops them;
+                                   kl_module_free calls it (with the GIL) */
     int32_t devmath[KL_MATH__COUNT]; /* the module function of that
                                    implementation (float64 arguments) once
                                    infer resolved it, else -1; the SPIR-V

@@ -527,6 +527,7 @@ typedef enum BRule {
     B_COMPLEX,      /* complex(x) or complex(real, real) -> complex */
     B_ROUND,        /* round(real) -> int */
     B_CONJ,         /* x.conjugate(): same type */
+    B_NPSCALAR,     /* np.float32(x), ...: that (strong) type */
     B_MATH,         /* math.f(real, ...) -> float */
     B_MATH_INT,     /* math.floor/ceil/trunc(real) -> int */
     B_MATH_BOOL,    /* math.isnan/isinf/isfinite(real) -> bool */
@@ -585,6 +586,19 @@ static const struct {
     [KL_BI_isfinite] = {B_MATH_BOOL, 1, 1},
     [KL_BI_degrees] = {B_MATH, 1, 1},
     [KL_BI_radians] = {B_MATH, 1, 1},
+    [KL_BI_np_bool] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_int8] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_int16] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_int32] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_int64] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_uint8] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_uint16] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_uint32] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_uint64] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_float32] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_float64] = {B_NPSCALAR, 0, 1},
+    [KL_BI_np_complex64] = {B_NPSCALAR, 0, 2},
+    [KL_BI_np_complex128] = {B_NPSCALAR, 0, 2},
     [KL_BI_f64_bits] = {B_BITS, 1, 1},
     [KL_BI_f64_from_bits] = {B_FROM_BITS, 1, 1},
 };
@@ -601,12 +615,45 @@ check_arity(Infer *S, const KlInst *in, const char *name, int min, int max)
         return fail(S, in->line, "%s() takes exactly %d argument%s (%d "
                     "given)", name, min, min == 1 ? "" : "s", n);
     }
+    if (min == 0) {
+        return fail(S, in->line, "%s() takes at most %d argument%s (%d "
+                    "given)", name, max, max == 1 ? "" : "s", n);
+    }
     if (max == 255) {
         return fail(S, in->line, "%s() takes at least %d arguments (%d "
                     "given)", name, min, n);
     }
     return fail(S, in->line, "%s() takes from %d to %d arguments (%d given)",
                 name, min, max, n);
+}
+
+/* np.float32(x), np.int8(x), ...: the strong type named by the builtin
+ * ("numpy.int8").  Operands are typed.  A real or bool type from a Python
+ * complex is NumPy's TypeError, found here; complex(re, im) takes reals. */
+static const KlType *
+infer_npscalar(Infer *S, const KlInst *in, const char *name)
+{
+    const KlType *r = kl_type_from_name(name + strlen("numpy."));
+    if (r == NULL) {
+        return fail(S, in->line, "%s() is not supported", name);
+    }
+    for (int32_t i = 0; i < in->nargs; i++) {
+        const KlType *t = type_of(S, in->args[i]);
+        if (!kl_type_is_scalar(t)) {
+            return fail(S, in->line, "%s() argument must be a number, not "
+                        "%s", name, t->name);
+        }
+        if (is_complex(t) && in->nargs == 2) {
+            return fail(S, in->line, "%s(re, im) takes real numbers, not %s",
+                        name, t->name);
+        }
+        if (is_complex(t) && t->weak && !is_complex(r)
+            && r->kind != KL_T_BOOL) {
+            return fail(S, in->line, "%s() argument must be a real number, "
+                        "not 'complex'", name);
+        }
+    }
+    return r;
 }
 
 static const KlType *
@@ -630,6 +677,9 @@ infer_builtin(Infer *S, int32_t id)
         if (type_of(S, in->args[i]) == NULL) {
             return NULL;
         }
+    }
+    if (rule == B_NPSCALAR) {
+        return infer_npscalar(S, in, name);
     }
     const KlType *a = type_of(S, in->args[0]);
     /* operand checks shared by the rules */

@@ -1,5 +1,6 @@
 /* passes/lower_builtins.c: the lowering of builtins (abs, min, max, len,
- * int, float, bool, complex, round, conjugate), math-module functions with
+ * int, float, bool, complex, round, conjugate, NumPy scalar constructors
+ * such as np.float32), math-module functions with
  * CPython's error rules, powers, and complex products and quotients.
  *
  * Weak (Python-scalar) operations follow CPython 3.11 operation by
@@ -7,6 +8,7 @@
  * (NumPy-typed) ones follow NumPy's algorithms and IEEE results.
  */
 #include <math.h>
+#include <stdio.h>
 
 #include "lower.h"
 
@@ -917,6 +919,135 @@ lower_math(Lower *L, const KlInst *in, KlBuiltin b)
     }
 }
 
+/* ---- NumPy scalar constructors ----------------------------------------- */
+
+/* int64 value i as integer type s, raising NumPy's OverflowError for a
+ * Python int that s cannot hold ("Python integer 300 out of bounds for
+ * int8"). */
+static int32_t
+pyint_to_int(Lower *L, int32_t i, const KlType *s)
+{
+    i = kl_lw_conv(L, i, kl_i64);
+    if (s == kl_i64) {
+        return i;
+    }
+    int64_t lo = 0, hi = INT64_MAX;
+    if (s->is_signed) {
+        lo = -((int64_t)1 << (s->bits - 1));
+        hi = ((int64_t)1 << (s->bits - 1)) - 1;
+    }
+    else if (s->bits < 64) {
+        hi = ((int64_t)1 << s->bits) - 1;
+    }
+    int32_t ok = kl_lw_cmp(L, KL_CMP_GE, i, kl_lw_ci(L, kl_i64, lo));
+    if (hi != INT64_MAX) {
+        ok = kl_lw_and(L, ok, kl_lw_cmp(L, KL_CMP_LE, i,
+                                        kl_lw_ci(L, kl_i64, hi)));
+    }
+    char msg[96];
+    snprintf(msg, sizeof msg, "Python integer %%lld out of bounds for %s",
+             s->name);
+    if (kl_lw_check(L, ok, KL_EXC_OVERFLOW, msg, 1, &i) < 0) {
+        return -1;
+    }
+    return kl_lw_conv(L, i, s);
+}
+
+/* Python float x (float64) as integer type s, as NumPy converts it: int(x)
+ * (NaN: ValueError, infinities: OverflowError), then a C long (unsigned
+ * long for uint64) or OverflowError, then the range of s. */
+static int32_t
+pyfloat_to_int(Lower *L, int32_t x, const KlType *s)
+{
+    const double two63 = 9223372036854775808.0;
+    int u64 = s == kl_u64;
+    int32_t ok = kl_lw_and(L, cmpf(L, KL_CMP_GE, x, kl_lw_cf(L, kl_f64,
+                                                             -two63)),
+                           cmpf(L, KL_CMP_LT, x,
+                                kl_lw_cf(L, kl_f64, u64 ? 2 * two63 : two63)));
+    int32_t bad;
+    if (kl_lw_guard(L, ok, &bad) < 0) {
+        return -1;
+    }
+    int32_t cont = L->cur;
+    L->cur = bad;
+    if (kl_lw_check(L, kl_lw_not(L, kl_lw_isnan(L, x)), KL_EXC_VALUE,
+                    "cannot convert float NaN to integer", 0, NULL) < 0
+        || kl_lw_check(L, kl_lw_not(L, kl_lw_isinf(L, x)), KL_EXC_OVERFLOW,
+                       "cannot convert float infinity to integer", 0,
+                       NULL) < 0
+        || kl_lw_raise(L, KL_EXC_OVERFLOW, "Python int too large to convert "
+                       "to C long", 0, NULL) < 0) {
+        return -1;
+    }
+    L->cur = cont;
+    if (!u64) {
+        return pyint_to_int(L, kl_lw_e1(L, KL_OP_cast, kl_i64, x), s);
+    }
+    /* [2**63, 2**64): convert x - 2**63 and set the top bit */
+    int32_t h = kl_lw_cf(L, kl_f64, two63);
+    int32_t big = cmpf(L, KL_CMP_GE, x, h);
+    int32_t i = kl_lw_e1(L, KL_OP_cast, kl_i64,
+                         kl_lw_sel(L, big, fp_sub(L, x, h), x));
+    int32_t fits = kl_lw_or(L, big, kl_lw_cmp(L, KL_CMP_GE, i,
+                                              kl_lw_ci(L, kl_i64, 0)));
+    if (kl_lw_check(L, fits, KL_EXC_OVERFLOW, "Python integer %lld out of "
+                    "bounds for uint64", 1, &i) < 0) {
+        return -1;
+    }
+    i = kl_lw_sel(L, big, kl_lw_bin(L, KL_OP_xor, i,
+                                    kl_lw_ci(L, kl_i64, INT64_MIN)), i);
+    return kl_lw_e1(L, KL_OP_cast, s, i);
+}
+
+/* Zero of scalar type s (np.float32() and the like). */
+static int32_t
+zero_of(Lower *L, const KlType *s)
+{
+    if (s->kind == KL_T_COMPLEX) {
+        const KlType *p = kl_type_float(s->bits / 2);
+        return kl_lw_cmake(L, s, kl_lw_cf(L, p, 0.0), kl_lw_cf(L, p, 0.0));
+    }
+    return s->kind == KL_T_FLOAT ? kl_lw_cf(L, s, 0.0) : kl_lw_ci(L, s, 0);
+}
+
+/* np.float32(x), np.int8(x), ... (s: the strong type; infer refused
+ * arrays, a Python complex to a real type and complex(re, im) parts):
+ * NumPy 2's conversions.  Python numbers are checked as NumPy checks them
+ * (an int out of range of s raises) and a Python int goes through float64
+ * to a float32 part; NumPy scalars and bools are cast as NumPy casts
+ * them (integers wrap, complex keeps its real part), floats to ints with
+ * kiln's int() checks (kl_lw_conv). */
+static int32_t
+lower_npscalar(Lower *L, const KlInst *in, const KlType *s)
+{
+    if (in->nargs == 0) {
+        return zero_of(L, s);
+    }
+    if (in->nargs == 2) {
+        /* np.complex64(re, im): each part as Python's float() of it */
+        const KlType *p = kl_type_float(s->bits / 2);
+        int32_t re = kl_lw_conv(L, real_arg(L, in, 0), p);
+        int32_t im = kl_lw_conv(L, real_arg(L, in, 1), p);
+        return kl_lw_cmake(L, s, re, im);
+    }
+    const KlType *t = arg_type(L, in, 0);
+    int32_t x = arg_val(L, in, 0);
+    if (s->kind == KL_T_BOOL || !t->weak) {
+        return kl_lw_conv(L, x, s);
+    }
+    if (s->kind == KL_T_INT && t->kind == KL_T_INT) {
+        return pyint_to_int(L, x, s);
+    }
+    if (s->kind == KL_T_INT && t->kind == KL_T_FLOAT) {
+        return pyfloat_to_int(L, kl_lw_conv(L, x, kl_f64), s);
+    }
+    if (t->kind == KL_T_INT) {
+        x = kl_lw_conv(L, x, kl_f64);
+    }
+    return kl_lw_conv(L, x, s);
+}
+
 int
 kl_lw_builtin(Lower *L, int32_t old)
 {
@@ -992,6 +1123,13 @@ kl_lw_builtin(Lower *L, int32_t old)
         break;
     case KL_BI_complex:
         r = lower_complex(L, in, s);
+        break;
+    case KL_BI_np_bool: case KL_BI_np_int8: case KL_BI_np_int16:
+    case KL_BI_np_int32: case KL_BI_np_int64: case KL_BI_np_uint8:
+    case KL_BI_np_uint16: case KL_BI_np_uint32: case KL_BI_np_uint64:
+    case KL_BI_np_float32: case KL_BI_np_float64: case KL_BI_np_complex64:
+    case KL_BI_np_complex128:
+        r = n <= 2 ? lower_npscalar(L, in, s) : arity_error(L, b, n);
         break;
     case KL_BI_f64_bits:
     case KL_BI_f64_from_bits:

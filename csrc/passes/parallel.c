@@ -31,14 +31,13 @@
  * invocation: loops without reductions get chunk size 1 up to this many
  * chunks, loops with reductions at most KL_VK_RED_CHUNKS chunks.  Their
  * partials live in device memory (runtime/vkexec.c), where a fixed-shape
- * tree combines them; the device leaves the combined value in element 0
- * of F's partials array (of KL_VK_RED_SLOTS elements), which F combines
- * with the value the loop started from.  The body's partials params are
- * named "partials:<op>" (vk_partials_name) so that the backend knows how
- * to combine them. */
+ * tree combines them; the device leaves the combined value in F's
+ * partials array, which then has exactly one element (the runtime writes
+ * element 0 only), and F combines it with the value the loop started
+ * from.  The body's partials params are marked in its param_reduce
+ * (vk_reduce_op) so that the backend knows how to combine them. */
 #define KL_VK_MAX_CHUNKS ((int64_t)1 << 30)
 #define KL_VK_RED_CHUNKS ((int64_t)1 << 20)
-#define KL_VK_RED_SLOTS 1
 
 /* Operator families a reduction may use. */
 typedef enum Family {
@@ -629,18 +628,18 @@ copy_consts(Par *P)
     return 0;
 }
 
-/* Vulkan: the name of a body's partials param of family fam, which tells
- * the SPIR-V backend how the device combines the partials (kernel.h). */
-static const char *
-vk_partials_name(Family fam)
+/* Vulkan: how the device combines the partials of a reduction of family
+ * fam (KlFunc.param_reduce of the body, read by the SPIR-V backend). */
+static uint8_t
+vk_reduce_op(Family fam)
 {
-    static const char *const names[] = {
-        [FAM_ADD] = "partials:add", [FAM_MUL] = "partials:mul",
-        [FAM_AND] = "partials:and", [FAM_OR] = "partials:or",
-        [FAM_XOR] = "partials:xor", [FAM_MIN] = "partials:min",
-        [FAM_MAX] = "partials:max",
+    static const uint8_t ops[] = {
+        [FAM_NONE] = KL_RED_NONE, [FAM_ADD] = KL_RED_ADD,
+        [FAM_MUL] = KL_RED_MUL, [FAM_AND] = KL_RED_AND,
+        [FAM_OR] = KL_RED_OR, [FAM_XOR] = KL_RED_XOR,
+        [FAM_MIN] = KL_RED_MIN, [FAM_MAX] = KL_RED_MAX,
     };
-    return fam > FAM_NONE && fam <= FAM_MAX ? names[fam] : "partials";
+    return ops[fam];
 }
 
 static int copy_loops(Par *P);
@@ -662,6 +661,12 @@ build_frame(Par *P, int line)
     if (g->param_types == NULL || g->param_names == NULL) {
         return -1;
     }
+    if (f->mod->options.target == 1) {
+        g->param_reduce = kl_arena_alloc(&f->mod->arena, (size_t)g->nparams);
+        if (g->param_reduce == NULL) {
+            return -1;
+        }
+    }
     static const char *names[3] = {"chunk", "lo", "hi"};
     for (int32_t i = 0; i < g->nparams; i++) {
         Carried *part = NULL;
@@ -676,9 +681,10 @@ build_frame(Par *P, int line)
                           : f->insts[P->captured.items[i - 3]].type;
         g->param_types[i] = t;
         g->param_names[i] = i < 3 ? names[i]
-                            : part && f->mod->options.target == 1
-                            ? vk_partials_name(part->fam)
                             : part ? "partials" : "captured";
+        if (part != NULL && g->param_reduce != NULL) {
+            g->param_reduce[i] = vk_reduce_op(part->fam);
+        }
         int32_t a = t ? kl_emit(g, 0, KL_OP_arg, t, line, 0, NULL) : -1;
         if (a < 0) {
             return -1;
@@ -1196,8 +1202,9 @@ rewrite_parent(Par *P, int32_t bindex, int line)
         if (cr->part < 0) {
             return -1;
         }
+        /* Vulkan: one element, the device's combination (vkexec.c) */
         f->insts[cr->part].imm.i = f->mod->options.target == 1
-                                   ? KL_VK_RED_SLOTS : max_chunks(P);
+                                   ? 1 : max_chunks(P);
         P->captured.items[cr->slot] = cr->part;
     }
     int32_t n = 3 + P->captured.len;
@@ -1216,10 +1223,10 @@ rewrite_parent(Par *P, int32_t bindex, int line)
     int32_t ncomb = ch[0];
     if (f->mod->options.target == 1) {
         /* Vulkan: the device combined the chunks' partials into element 0 */
-        int32_t mc[2] = {ch[0], kl_const_int(f, at, kl_pyint, KL_VK_RED_SLOTS,
-                                             line)};
-        ncomb = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_min, 2,
-                        mc);
+        int32_t mc[2] = {ch[0], kl_const_int(f, at, kl_pyint, 1, line)};
+        ncomb = mc[1] < 0 ? -1
+                : emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_min,
+                          2, mc);
     }
     if (ncomb < 0 || emit_combine(P, at, line, ncomb) < 0) {
         return -1;

@@ -2,7 +2,8 @@
  *
  * Every call takes a status buffer (its head zeroed) and a params buffer
  * from a small pool, binds one buffer per array binding, records one batch
- * (uploads, the dispatch, downloads) and submits it.  An array argument
+ * (uploads, the kernel's dispatch, the reductions' combining dispatches,
+ * downloads) and submits it.  An array argument
  * is bound through an imported view of its own memory when the runtime
  * can import it and its bytes overlap no other binding's (kernel.h: the
  * shader assumes no aliasing); otherwise through a copy, written back
@@ -43,17 +44,24 @@ struct KlVkKernel {
 
 /* ---- kernels --------------------------------------------------------- */
 
+/* The runtime's reduce shader numbers the operations as KlReduceOp less
+ * one (ir.h, runtime/vulkan.h). */
+#define VK_OP(op) ((KlVkReduceOp)((op) - KL_RED_ADD))
+_Static_assert(VK_OP(KL_RED_ADD) == KL_VK_R_ADD
+               && VK_OP(KL_RED_MUL) == KL_VK_R_MUL
+               && VK_OP(KL_RED_MIN) == KL_VK_R_MIN
+               && VK_OP(KL_RED_MAX) == KL_VK_R_MAX
+               && VK_OP(KL_RED_AND) == KL_VK_R_AND
+               && VK_OP(KL_RED_OR) == KL_VK_R_OR
+               && VK_OP(KL_RED_XOR) == KL_VK_R_XOR,
+               "KlReduceOp and KlVkReduceOp disagree");
+
 /* Chooses the reduction pipelines for partials of element type t combined
- * by `reduce` (KlSpvReduce).  0, or -1 with d filled. */
+ * by `reduce` (a KlReduceOp other than KL_RED_NONE).  0, or -1 with d
+ * filled. */
 static int
 combine_init(Combine *c, const KlType *t, int reduce, KlDiag *d)
 {
-    static const KlVkReduceOp ops[] = {
-        [KL_SPV_RED_ADD] = KL_VK_R_ADD, [KL_SPV_RED_MUL] = KL_VK_R_MUL,
-        [KL_SPV_RED_MIN] = KL_VK_R_MIN, [KL_SPV_RED_MAX] = KL_VK_R_MAX,
-        [KL_SPV_RED_AND] = KL_VK_R_AND, [KL_SPV_RED_OR] = KL_VK_R_OR,
-        [KL_SPV_RED_XOR] = KL_VK_R_XOR,
-    };
     KlVkReduceType rt;
     uint32_t bits = 0;
     switch (t->kind) {
@@ -79,9 +87,9 @@ combine_init(Combine *c, const KlType *t, int reduce, KlDiag *d)
     static const uint32_t sizes[KL_VK_R_NTYPES] = {4, 4, 8, 8, 4, 8, 8, 16};
     c->item = sizes[rt];
     c->keep = (uint32_t)kl_type_itemsize(t);
-    c->first = kl_vk_reduce_pipeline(rt, ops[reduce], bits, d);
+    c->first = kl_vk_reduce_pipeline(rt, VK_OP(reduce), bits, d);
     c->rest = c->first == NULL ? NULL
-              : bits == 0 ? c->first : kl_vk_reduce_pipeline(rt, ops[reduce],
+              : bits == 0 ? c->first : kl_vk_reduce_pipeline(rt, VK_OP(reduce),
                                                               0, d);
     return c->rest == NULL ? -1 : 0;
 }
@@ -161,7 +169,7 @@ kl_vk_kernel_new(KlModule *m, int32_t fi, KlSpvKind kind, KlDiag *d)
     }
     for (int32_t b = 0; b < k->spv.nbindings; b++) {
         const KlSpvBinding *kb = &k->spv.bindings[b];
-        if (kb->reduce == KL_SPV_RED_NONE) {
+        if (kb->reduce == KL_RED_NONE) {
             continue;
         }
         if (k->comb == NULL) {
@@ -419,41 +427,49 @@ typedef struct Call {
     uint32_t words[KL_SPV_STATUS_WORDS];
 } Call;
 
-/* Appends value v of type t to the params at *pos (kernel.h layout). */
+/* Appends n bytes from src at offset *pos of p; with p NULL only counts
+ * them. */
+static void
+put_bytes(unsigned char *p, size_t *pos, const void *src, size_t n)
+{
+    if (p != NULL) {
+        memcpy(p + *pos, src, n);
+    }
+    *pos += n;
+}
+
+/* Appends value v of type t (array a, `offset` elements into its
+ * binding) to the params at *pos (kernel.h layout); with p NULL only
+ * advances *pos. */
 static void
 pack_value(unsigned char *p, size_t *pos, const KlType *t, const void *v,
            const ArrView *a, int64_t offset)
 {
+    uint64_t slot = 0;
     switch (t->kind) {
     case KL_T_NONE:
         return;
     case KL_T_BOOL:
-        memset(p + *pos, 0, 8);
-        p[*pos] = *(const uint8_t *)v ? 1 : 0;
-        *pos += 8;
+        slot = *(const uint8_t *)v ? 1 : 0;
+        put_bytes(p, pos, &slot, 8);
         return;
     case KL_T_INT:
     case KL_T_FLOAT:
-        memset(p + *pos, 0, 8);
-        memcpy(p + *pos, v, (size_t)t->bits / 8);
-        *pos += 8;
+        memcpy(&slot, v, (size_t)t->bits / 8);      /* zero-padded */
+        put_bytes(p, pos, &slot, 8);
         return;
     case KL_T_COMPLEX:
-        memcpy(p + *pos, v, (size_t)t->bits / 8);
-        *pos += (size_t)t->bits / 8;
+        put_bytes(p, pos, v, (size_t)t->bits / 8);
         return;
     case KL_T_ARRAY: {
         int64_t item = kl_type_itemsize(t->elem);
-        memcpy(p + *pos, &offset, 8);
-        *pos += 8;
+        put_bytes(p, pos, &offset, 8);
         for (int k = 0; k < t->ndim; k++) {
-            memcpy(p + *pos, &a->shape[k], 8);
-            *pos += 8;
+            put_bytes(p, pos, &a->shape[k], 8);
         }
         for (int k = 0; k < t->ndim; k++) {
             int64_t s = a->strides[k] / item;
-            memcpy(p + *pos, &s, 8);
-            *pos += 8;
+            put_bytes(p, pos, &s, 8);
         }
         return;
     }
@@ -532,7 +548,7 @@ bind_arrays(Call *c, void *const *vals)
         const KlSpvBinding *kb = &k->spv.bindings[b];
         Bound *bd = &c->bound[b];
         bd->written = kb->written;
-        if (kb->reduce != KL_SPV_RED_NONE) {
+        if (kb->reduce != KL_RED_NONE) {
             if (bind_partials(c, b) < 0) {
                 return -1;
             }
@@ -655,6 +671,145 @@ lowest_record(Call *c, uint32_t groups)
     return rc;
 }
 
+/* Writes the params of the call into p (kernel.h layout): head (3 int64,
+ * PFOR only), the values vals[i] of types k->ptypes[i] (arrays viewed in
+ * c->arr, bound in c->bound), then with device addresses one uint64 per
+ * binding.  Returns the byte count; with p NULL only counts. */
+static size_t
+pack_all(const Call *c, const int64_t *head, void *const *vals,
+         unsigned char *p)
+{
+    const KlVkKernel *k = c->k;
+    size_t pos = 0;
+    if (head != NULL) {
+        put_bytes(p, &pos, head, 24);
+    }
+    for (int32_t i = 0; i < k->nptypes; i++) {
+        int64_t offset = 0;
+        for (int32_t b = 0; b < c->nbound; b++) {
+            if (k->spv.bindings[b].param == k->param0 + i) {
+                offset = c->bound[b].offset;
+            }
+        }
+        pack_value(p, &pos, k->ptypes[i], vals[i], &c->arr[i], offset);
+    }
+    for (int32_t b = 0; k->spv.bda && b < c->nbound; b++) {
+        uint64_t addr = p != NULL ? kl_vk_buffer_address(c->bound[b].buf)
+                                  : 0;
+        put_bytes(p, &pos, &addr, 8);
+    }
+    return pos;
+}
+
+/* The params bytes of the call (pack_all), malloc'ed, their count the
+ * kernel's params_bytes; NULL with c->d filled when out of memory or when
+ * the values do not add up to the kernel's params (an internal error). */
+static unsigned char *
+pack_params(const Call *c, const int64_t *head, void *const *vals)
+{
+    size_t need = pack_all(c, head, vals, NULL);
+    size_t psize = c->k->spv.params_bytes;
+    if (need != psize) {
+        kl_internal_error(c->d, "Vulkan params: the values take %zu bytes, "
+                          "the kernel wants %zu", need, psize);
+        return NULL;
+    }
+    unsigned char *p = malloc(psize > 0 ? psize : 1);
+    if (p == NULL) {
+        kl_error(c->d, KL_DIAG_NOMEM, 0, "out of memory");
+        return NULL;
+    }
+    pack_all(c, head, vals, p);
+    return p;
+}
+
+/* Records the call's batch: the status head zeroed, the params and the
+ * copied arrays uploaded, the kernel dispatched over `groups` workgroups
+ * (buffers bufs: status, params, then the bindings), the status words
+ * downloaded into c->words, the reductions' combinations, and the copied
+ * arrays the kernel may write downloaded.  0 or -1 with c->d filled. */
+static int
+record_call(Call *c, KlVkBatch *batch, KlVkBuffer **bufs,
+            const unsigned char *params, uint32_t groups)
+{
+    const KlVkKernel *k = c->k;
+    KlDiag *d = c->d;
+    size_t psize = k->spv.params_bytes;
+    if (kl_vk_batch_fill(batch, c->status, 0, KL_SPV_STATUS_WORDS * 4, 0,
+                         d) < 0
+        || (psize > 0 && kl_vk_batch_upload(batch, c->params, 0, params,
+                                            psize, d) < 0)) {
+        return -1;
+    }
+    for (int32_t b = 0; b < c->nbound; b++) {
+        Bound *bd = &c->bound[b];
+        if (bd->copied && bd->size > 0
+            && kl_vk_batch_upload(batch, bd->buf, 0, bd->lo, bd->size,
+                                  d) < 0) {
+            return -1;
+        }
+    }
+    if (kl_vk_batch_dispatch(batch, k->pipe, bufs, NULL, groups, 1, 1, d) < 0
+        || kl_vk_batch_download(batch, c->status, 0, c->words,
+                                KL_SPV_STATUS_WORDS * 4, d) < 0) {
+        return -1;
+    }
+    for (int32_t b = 0; b < c->nbound; b++) {
+        int32_t i = k->spv.bindings[b].param - k->param0;
+        if (c->bound[b].comb != NULL
+            && record_combine(c, batch, b, c->arr[i].data) < 0) {
+            return -1;
+        }
+    }
+    for (int32_t b = 0; b < c->nbound; b++) {
+        Bound *bd = &c->bound[b];
+        if (bd->copied && bd->written && bd->size > 0
+            && kl_vk_batch_download(batch, bd->buf, 0, bd->lo, bd->size,
+                                    d) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* After the call's batch has run over `groups` workgroups: puts a PFOR
+ * kernel's lowest raise into c->words and reports lavapipe's loop limit.
+ * 0 or -1 with c->d filled. */
+static int
+finish_call(Call *c, uint32_t groups)
+{
+    if (c->k->spv.records && c->words[0] != 0
+        && lowest_record(c, groups) < 0) {
+        return -1;
+    }
+    if (c->words[12] != 0) {
+        return kl_error(c->d, KL_DIAG_RUNTIME, 0, "the Vulkan driver stopped "
+                        "a loop after %d steps of one invocation (lavapipe's "
+                        "loop limit), so the results are incomplete; give "
+                        "each prange iteration less serial work",
+                        KL_SPV_LOOP_LIMIT);
+    }
+    return 0;
+}
+
+/* Frees the call's bindings and returns its status and params buffers to
+ * the pool; no batch may still use them. */
+static void
+release_call(Call *c)
+{
+    for (int32_t b = 0; c->bound != NULL && b < c->nbound; b++) {
+        if (c->bound[b].owned) {
+            kl_vk_buffer_destroy(c->bound[b].buf);
+        }
+        kl_vk_buffer_destroy(c->bound[b].comb);
+    }
+    pool_put(c->status);
+    pool_put(c->params);
+    free(c->bound);
+    c->bound = NULL;
+    c->status = c->params = NULL;
+}
+
 /* Runs kernel k: head (3 int64, PFOR only) then the values vals[i] of
  * types k->ptypes[i] (arrays already viewed in arr), over `groups`
  * workgroups.  0, or -1 with d filled; the status words land in c->words. */
@@ -664,53 +819,25 @@ run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
     const KlVkKernel *k = c->k;
     KlDiag *d = c->d;
     int rc = -1;
-    KlVkBatch *batch = NULL;
-    size_t psize = k->spv.params_bytes;
-    unsigned char *params = calloc(1, psize + 8 * (2 * KL_MAX_NDIM + 2));
+    unsigned char *params = NULL;
     int32_t nb = k->spv.nbindings;
     c->bound = calloc((size_t)nb + 1, sizeof(Bound));
     KlVkBuffer **bufs = calloc((size_t)nb + KL_SPV_FIRST_ARRAY,
                                sizeof(KlVkBuffer *));
-    if (params == NULL || c->bound == NULL || bufs == NULL) {
+    if (c->bound == NULL || bufs == NULL) {
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         goto done;
     }
     c->nbound = nb;
-    if (bind_arrays(c, vals) < 0) {
-        goto done;
-    }
-    size_t pos = 0;
-    if (head != NULL) {
-        memcpy(params, head, 24);
-        pos = 24;
-    }
-    for (int32_t i = 0; i < k->nptypes; i++) {
-        int64_t offset = 0;
-        for (int32_t b = 0; b < nb; b++) {
-            if (k->spv.bindings[b].param == k->param0 + i) {
-                offset = c->bound[b].offset;
-            }
-        }
-        if (pos > psize) {
-            break;      /* reported below */
-        }
-        pack_value(params, &pos, k->ptypes[i], vals[i], &c->arr[i], offset);
-    }
-    for (int32_t b = 0; k->spv.bda && b < nb && pos + 8 <= psize; b++) {
-        uint64_t addr = kl_vk_buffer_address(c->bound[b].buf);
-        memcpy(params + pos, &addr, 8);
-        pos += 8;
-    }
-    if (pos != psize) {
-        kl_internal_error(d, "Vulkan params: packed %zu bytes, kernel "
-                          "wants %u", pos, (unsigned)psize);
+    if (bind_arrays(c, vals) < 0
+        || (params = pack_params(c, head, vals)) == NULL) {
         goto done;
     }
     uint64_t status_bytes = k->spv.records
         ? (KL_SPV_RECORDS_AT + (uint64_t)groups * KL_SPV_RECORD_WORDS) * 4
         : KL_SPV_STATUS_WORDS * 4;
     c->status = pool_get(status_bytes, d);
-    c->params = c->status ? pool_get(psize, d) : NULL;
+    c->params = c->status ? pool_get(k->spv.params_bytes, d) : NULL;
     if (c->params == NULL) {
         goto done;
     }
@@ -719,64 +846,17 @@ run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
     for (int32_t b = 0; b < nb; b++) {
         bufs[KL_SPV_FIRST_ARRAY + b] = c->bound[b].buf;
     }
-    batch = kl_vk_batch_begin(d);
-    if (batch == NULL
-        || kl_vk_batch_fill(batch, c->status, 0, KL_SPV_STATUS_WORDS * 4, 0,
-                            d) < 0
-        || (psize > 0
-            && kl_vk_batch_upload(batch, c->params, 0, params, psize, d) < 0)) {
+    KlVkBatch *batch = kl_vk_batch_begin(d);
+    if (batch == NULL || record_call(c, batch, bufs, params, groups) < 0) {
+        kl_vk_batch_discard(batch);
         goto done;
-    }
-    for (int32_t b = 0; b < nb; b++) {
-        Bound *bd = &c->bound[b];
-        if (bd->copied && bd->size > 0
-            && kl_vk_batch_upload(batch, bd->buf, 0, bd->lo, bd->size, d) < 0) {
-            goto done;
-        }
-    }
-    if (kl_vk_batch_dispatch(batch, k->pipe, bufs, NULL, groups, 1, 1, d) < 0
-        || kl_vk_batch_download(batch, c->status, 0, c->words,
-                                KL_SPV_STATUS_WORDS * 4, d) < 0) {
-        goto done;
-    }
-    for (int32_t b = 0; b < nb; b++) {
-        int32_t i = k->spv.bindings[b].param - k->param0;
-        if (c->bound[b].comb != NULL
-            && record_combine(c, batch, b, c->arr[i].data) < 0) {
-            goto done;
-        }
-    }
-    for (int32_t b = 0; b < nb; b++) {
-        Bound *bd = &c->bound[b];
-        if (bd->copied && bd->written && bd->size > 0
-            && kl_vk_batch_download(batch, bd->buf, 0, bd->lo, bd->size,
-                                    d) < 0) {
-            goto done;
-        }
     }
     rc = kl_vk_batch_submit(batch, d);
-    batch = NULL;
-    if (rc == 0 && k->spv.records && c->words[0] != 0) {
-        rc = lowest_record(c, groups);
-    }
-    if (rc == 0 && c->words[12] != 0) {
-        rc = kl_error(d, KL_DIAG_RUNTIME, 0, "the Vulkan driver stopped a "
-                      "loop after %d steps of one invocation (lavapipe's "
-                      "loop limit), so the results are incomplete; give "
-                      "each prange iteration less serial work",
-                      KL_SPV_LOOP_LIMIT);
+    if (rc == 0) {
+        rc = finish_call(c, groups);
     }
 done:
-    kl_vk_batch_discard(batch);
-    for (int32_t b = 0; c->bound != NULL && b < nb; b++) {
-        if (c->bound[b].owned) {
-            kl_vk_buffer_destroy(c->bound[b].buf);
-        }
-        kl_vk_buffer_destroy(c->bound[b].comb);
-    }
-    pool_put(c->status);            /* the batch has finished or was */
-    pool_put(c->params);            /* discarded above */
-    free(c->bound);
+    release_call(c);
     free(bufs);
     free(params);
     return rc;

@@ -2,12 +2,18 @@
  * Vulkan runtime (runtime/vulkan.h).
  *
  * A KlVkKernel is one emitted kernel with its pipeline and what is needed
- * to call it: the types of the values it takes (in params order) and its
- * array bindings.  A call packs the params buffer, binds every array
- * (importing the caller's memory when the device allows it and the array
- * overlaps no other binding, else copying it in before and, when the
- * kernel may write it, out after the dispatch), runs one dispatch and reads
- * the status buffer back into a KlStatus.
+ * to call it: the types of the values it takes (in params order), its
+ * array bindings and, for a pfor body with reductions, the pipelines that
+ * combine their partials.  A call gives every array a buffer (importing
+ * the caller's memory when the device allows it and the array overlaps no
+ * other binding, else copying it in before and, when the kernel may write
+ * it, out after the dispatch; a reduction's partials get a device buffer
+ * of one element per chunk), packs the params buffer (with buffer device
+ * addresses, the arrays' addresses follow the values: kernel.h), and
+ * records one batch: the kernel's dispatch, then per reduction the
+ * dispatches that combine its partials on the device and the download of
+ * the result into element 0 of the caller's partials array (no other
+ * element is written).  The status buffer is read back into a KlStatus.
  *
  * Two entry shapes:
  *   kl_vk_serial  a KL_SPV_SERIAL kernel, called like a KlEntry;
@@ -55,9 +61,14 @@ typedef struct KlVkArrayVal {
 /* Runs `pfor` on the device: kernel is the body's KlVkKernel (KL_SPV_PFOR),
  * nchunks, cs and niters the pfor's operands, captured[i] points to the
  * i-th captured value (a scalar as its C type, bool as one byte, complex
- * as {re, im}, an array as KlVkArrayVal; NULL for None).  Returns 0, or 1
- * with st filled: a raise of the body (its raise-site index), or site -1
- * when the device failed (the message from kl_vk_last_error()). */
+ * as {re, im}, an array as KlVkArrayVal; NULL for None).  One dispatch of
+ * min(ceil(nchunks / KL_SPV_PFOR_WG), max_workgroup_count[0]) workgroups
+ * runs the chunks, followed by the combination of each reduction's
+ * partials, whose result goes to element 0 of that captured partials
+ * array (only element 0 is written; passes/parallel.c gives it one
+ * element).  Returns 0, or 1 with st filled: a raise of the body (the
+ * lowest raising chunk's raise-site index), or site -1 when the device
+ * failed (the message from kl_vk_last_error()). */
 int32_t kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs,
                    int64_t niters, void **captured, KlStatus *st);
 

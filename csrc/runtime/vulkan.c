@@ -653,8 +653,16 @@ query_properties(bool host_import)
         (uint32_t)l->minStorageBufferOffsetAlignment;
     info->max_push_constants_size = l->maxPushConstantsSize;
     info->max_storage_buffers = l->maxPerStageDescriptorStorageBuffers;
+    /* KILN_VULKAN_MAX_GROUPS=n: as if the device allowed at most n
+     * workgroups per dispatch dimension (tests the grid-stride rounds of
+     * pfor kernels with small arrays) */
+    const char *cap_env = getenv("KILN_VULKAN_MAX_GROUPS");
+    long cap = cap_env != NULL ? strtol(cap_env, NULL, 10) : 0;
     for (int i = 0; i < 3; i++) {
         info->max_workgroup_count[i] = l->maxComputeWorkGroupCount[i];
+        if (cap > 0 && (unsigned long)cap < info->max_workgroup_count[i]) {
+            info->max_workgroup_count[i] = (uint32_t)cap;
+        }
         info->max_workgroup_size[i] = l->maxComputeWorkGroupSize[i];
     }
     info->max_workgroup_invocations = l->maxComputeWorkGroupInvocations;

@@ -136,7 +136,10 @@ typedef struct KlVkInfo {
  * device as having separate memory (unified_memory false), so that the
  * staging path of discrete GPUs can be tested on lavapipe;
  * KILN_VULKAN_NO_BDA=1 leaves bufferDeviceAddress off (buffer_device_address
- * false), so that the storage-buffer-only path can be.  Thread-safe. */
+ * false), so that the storage-buffer-only path can be; KILN_VULKAN_MAX_GROUPS
+ * =n lowers max_workgroup_count to at most n per dimension, so that the
+ * later rounds of pfor kernels' grid-stride loops run with small arrays
+ * (dispatches needing more workgroups fail).  Thread-safe. */
 int kl_vk_init(KlDiag *d);
 
 /* True when kl_vk_init has succeeded (never initialises anything). */

@@ -346,7 +346,19 @@ def _exp_red(xh: float, xl: float, kf: float) -> complex:
     l = r.imag
     p = _two_prod(h, h)
     s = _two_sum(h, 0.5 * p.real)
-    tail = h * p.real * (_E3 + h * (_E4 + h * (_E5 + h * (_E6 + h * (_E7 + h * (_E8 + h * (_E9 + h * (_E10 + h * (_E11 + h * (_E12 + h * (_E13 + h * (_E14))))))))))))
+    # Horner's scheme, from the highest coefficient
+    poly = _E13 + h * _E14
+    poly = _E12 + h * poly
+    poly = _E11 + h * poly
+    poly = _E10 + h * poly
+    poly = _E9 + h * poly
+    poly = _E8 + h * poly
+    poly = _E7 + h * poly
+    poly = _E6 + h * poly
+    poly = _E5 + h * poly
+    poly = _E4 + h * poly
+    poly = _E3 + h * poly
+    tail = h * p.real * poly
     return _fast_sum(s.real, s.imag + (l + (0.5 * p.imag + h * l + tail)))
 
 
@@ -430,7 +442,18 @@ def _log1p_small(f: float, fl: float) -> complex:
     c3 = _two_prod(z, s)
     t = _two_prod(c3.real, _TWO3_H)
     tl = t.imag + (c3.imag + z2.imag * s) * _TWO3_H + c3.real * _TWO3_L
-    r5 = c3.real * z * (_L0 + z * (_L1 + z * (_L2 + z * (_L3 + z * (_L4 + z * (_L5 + z * (_L6 + z * (_L7 + z * (_L8 + z * (_L9 + z * (_L10)))))))))))
+    # Horner's scheme, from the highest coefficient
+    poly = _L9 + z * _L10
+    poly = _L8 + z * poly
+    poly = _L7 + z * poly
+    poly = _L6 + z * poly
+    poly = _L5 + z * poly
+    poly = _L4 + z * poly
+    poly = _L3 + z * poly
+    poly = _L2 + z * poly
+    poly = _L1 + z * poly
+    poly = _L0 + z * poly
+    r5 = c3.real * z * poly
     hi = _two_sum(2.0 * s, t.real)
     return _fast_sum(hi.real, hi.imag + (tl + r5 + 2.0 * sl * (1.0 + z)))
 
@@ -645,7 +668,16 @@ def atanh(x: float) -> float:
 def _sin_k(h: float, l: float) -> complex:
     """sin(h + l) as hi + lo for |h| <= pi/4 (a little more is fine)."""
     z = h * h
-    p = z * h * (_S3 + z * (_S5 + z * (_S7 + z * (_S9 + z * (_S11 + z * (_S13 + z * (_S15 + z * (_S17 + z * (_S19)))))))))
+    # Horner's scheme, from the highest coefficient
+    poly = _S17 + z * _S19
+    poly = _S15 + z * poly
+    poly = _S13 + z * poly
+    poly = _S11 + z * poly
+    poly = _S9 + z * poly
+    poly = _S7 + z * poly
+    poly = _S5 + z * poly
+    poly = _S3 + z * poly
+    p = z * h * poly
     return _fast_sum(h, l * (1.0 - 0.5 * z) + p)
 
 
@@ -656,7 +688,15 @@ def _cos_k(h: float, l: float) -> complex:
     hz = 0.5 * z
     w = 1.0 - hz
     e = ((1.0 - w) - hz) - 0.5 * p.imag
-    q = z * z * (_C4 + z * (_C6 + z * (_C8 + z * (_C10 + z * (_C12 + z * (_C14 + z * (_C16 + z * (_C18))))))))
+    # Horner's scheme, from the highest coefficient
+    poly = _C16 + z * _C18
+    poly = _C14 + z * poly
+    poly = _C12 + z * poly
+    poly = _C10 + z * poly
+    poly = _C8 + z * poly
+    poly = _C6 + z * poly
+    poly = _C4 + z * poly
+    q = z * z * poly
     return _fast_sum(w, e + (q - h * l))
 
 
@@ -854,7 +894,29 @@ def _atan_pair(x: float, xl: float) -> complex:
         t = complex(x, xl)
     th = t.real
     z = th * th
-    p = th * z * (_T3 + z * (_T5 + z * (_T7 + z * (_T9 + z * (_T11 + z * (_T13 + z * (_T15 + z * (_T17 + z * (_T19 + z * (_T21 + z * (_T23 + z * (_T25 + z * (_T27 + z * (_T29 + z * (_T31 + z * (_T33 + z * (_T35 + z * (_T37 + z * (_T39 + z * (_T41 + z * (_T43 + z * (_T45))))))))))))))))))))))
+    # Horner's scheme, from the highest coefficient
+    poly = _T43 + z * _T45
+    poly = _T41 + z * poly
+    poly = _T39 + z * poly
+    poly = _T37 + z * poly
+    poly = _T35 + z * poly
+    poly = _T33 + z * poly
+    poly = _T31 + z * poly
+    poly = _T29 + z * poly
+    poly = _T27 + z * poly
+    poly = _T25 + z * poly
+    poly = _T23 + z * poly
+    poly = _T21 + z * poly
+    poly = _T19 + z * poly
+    poly = _T17 + z * poly
+    poly = _T15 + z * poly
+    poly = _T13 + z * poly
+    poly = _T11 + z * poly
+    poly = _T9 + z * poly
+    poly = _T7 + z * poly
+    poly = _T5 + z * poly
+    poly = _T3 + z * poly
+    p = th * z * poly
     s = _two_sum(ch, th)
     return _fast_sum(s.real, s.imag + (cl + (t.imag / (1.0 + z) + p)))
 

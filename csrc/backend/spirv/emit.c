@@ -844,7 +844,8 @@ emit_copysign(Em *e, const KlType *t, uint32_t x, uint32_t y)
     int bits = t->bits;
     uint32_t it = kl_spv_int(&e->sm, bits), ft = reg_type(e, t);
     uint64_t sign = (uint64_t)1 << (bits - 1);
-    uint32_t xb = op1(e, SpvOpBitcast, it, x), yb = op1(e, SpvOpBitcast, it, y);
+    uint32_t xb = op1(e, SpvOpBitcast, it, x);
+    uint32_t yb = op1(e, SpvOpBitcast, it, y);
     uint32_t mag = op2(e, SpvOpBitwiseAnd, it, xb,
                        kl_spv_const_int(&e->sm, bits, sign - 1));
     uint32_t sg = op2(e, SpvOpBitwiseAnd, it, yb,
@@ -1267,6 +1268,13 @@ emit_math(Em *e, const KlInst *in, const uint32_t *args)
         return call_fn(e, in->line, e->m->devmath[fn], NULL, 0, in->args,
                        in->nargs, &r) < 0 ? 0 : r;
     }
+    if (t->bits == 64 && !f64ok && e->m->devmath_error != NULL) {
+        kl_compile_error(e->d, in->line, "math.%s on float64 (Python "
+                         "float) needs kiln._devmath on the Vulkan target, "
+                         "which could not be imported: %s", math_names[fn],
+                         e->m->devmath_error);
+        return 0;
+    }
     if (g < 0 || (t->bits == 64 && !f64ok)) {
         char what[96];
         snprintf(what, sizeof(what), "math.%s on %s", math_names[fn],
@@ -1647,7 +1655,7 @@ emit_call(Em *e, int32_t id)
  * [0, niters)) in this invocation, as CPython runs the loop, when there is
  * at least one chunk; a raise leaves at once.  One chunk is what the
  * caller's combination expects on Vulkan: it reads only the partials'
- * element 0 (passes/parallel.c, KL_VK_RED_SLOTS). */
+ * element 0 (passes/parallel.c gives them one element). */
 static int
 emit_pfor_serial(Em *e, int32_t id)
 {
@@ -2567,11 +2575,13 @@ pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
         SPV(sm, B, SpvOpSelectionMerge, go, SpvSelectionControlMaskNone);
         SPV(sm, B, SpvOpBranchConditional, rs, out, go);
         label(e, out);
-        /* rank = min(round, 2**26 - 1) * KL_SPV_PFOR_WG + local id, where
-         * round = (c - c0) / grid: within a workgroup, chunk order */
+        /* rank = min(round, 2**26 - 2) * KL_SPV_PFOR_WG + local id, where
+         * round = (c - c0) / grid: within a workgroup, chunk order.  The
+         * cap keeps every rank below 2**32 - 1, write_record's "none"
+         * (2**26 - 1 would give (2**26 - 1) * 64 + 63 = 2**32 - 1) */
         uint32_t round = op2(e, SpvOpUDiv, i64, op2(e, SpvOpISub, i64, c, c0),
                              grid);
-        uint32_t cap = ci64(e, (1LL << 26) - 1);
+        uint32_t cap = ci64(e, (1LL << 26) - 2);
         round = op3(e, SpvOpSelect, i64,
                     op2(e, SpvOpULessThan, bt, round, cap), round, cap);
         uint32_t rank = op2(e, SpvOpIAdd, e->u32,
@@ -2743,28 +2753,15 @@ check_kernel(Em *e, int32_t fi, KlSpvKind kind)
     return rc;
 }
 
-/* Marks the bindings of pfor body f's partials params (named
- * "partials:<op>", kernel.h) with their combining operation. */
+/* Marks the bindings of pfor body f's partials params (f->param_reduce,
+ * set by passes/parallel.c) with their combining operation. */
 static void
 tag_partials(const KlFunc *f, KlSpvBinding *binds, int32_t nbinds)
 {
-    static const char *const ops[] = {
-        [KL_SPV_RED_ADD] = "add", [KL_SPV_RED_MUL] = "mul",
-        [KL_SPV_RED_MIN] = "min", [KL_SPV_RED_MAX] = "max",
-        [KL_SPV_RED_AND] = "and", [KL_SPV_RED_OR] = "or",
-        [KL_SPV_RED_XOR] = "xor",
-    };
-    for (int32_t b = 0; b < nbinds; b++) {
+    for (int32_t b = 0; f->param_reduce != NULL && b < nbinds; b++) {
         int32_t p = binds[b].param;
-        const char *name = p >= 3 && p < f->nparams && f->param_names
-                           ? f->param_names[p] : NULL;
-        if (name == NULL || strncmp(name, "partials:", 9) != 0) {
-            continue;
-        }
-        for (int op = KL_SPV_RED_ADD; op <= KL_SPV_RED_XOR; op++) {
-            if (strcmp(name + 9, ops[op]) == 0) {
-                binds[b].reduce = (uint8_t)op;
-            }
+        if (p >= 3 && p < f->nparams) {
+            binds[b].reduce = f->param_reduce[p];
         }
     }
 }

@@ -2,8 +2,8 @@
  * kernels it emits (what the Vulkan dispatcher must bind and pass).
  *
  * A kernel is one SPIR-V 1.3 module (Shader, Logical or
- * PhysicalStorageBuffer64 addressing, GLSL450 memory model) with one compute entry point "main", built from a
- * lowered kiln module: either
+ * PhysicalStorageBuffer64 addressing, GLSL450 memory model) with one
+ * compute entry point "main", built from a lowered kiln module: either
  *   KL_SPV_SERIAL  function fi (normally funcs[0]) run once by a single
  *                  invocation (workgroup size 1, dispatch 1x1x1); or
  *   KL_SPV_PFOR    the body function fi of a `pfor` (params: chunk, lo,
@@ -42,7 +42,9 @@
  *              invocation (which stops at its first raise, its lowest
  *              chunk) takes a rank, round * KL_SPV_PFOR_WG + local id
  *              (rounds of the grid-stride loop; chunk order within the
- *              workgroup, exact below 2**26 rounds), an atomic min in
+ *              workgroup; rounds from 2**26 - 2 on share the rank of
+ *              round 2**26 - 2, so that no rank equals the 2**32 - 1
+ *              that stands for "no raise"), an atomic min in
  *              workgroup memory and a barrier pick the lowest rank, and
  *              only that invocation writes the record.
  *   binding 1  params: read-only uint32 words, laid out below.
@@ -73,9 +75,9 @@
  * PhysicalStorageBufferAddresses with the PhysicalStorageBuffer64
  * addressing model; accesses are aligned to the element's scalar size.
  * So an array is not limited to maxStorageBufferRange.
- * Reductions: a PFOR body param named "partials:<op>" (passes/parallel.c
- * on the Vulkan target; <op> one of add mul min max and or xor) is a
- * reduction's partials array; its binding carries `reduce` (below).
+ * Reductions: a PFOR body param whose KlFunc.param_reduce entry is not
+ * KL_RED_NONE (passes/parallel.c) is a reduction's partials array; its
+ * binding carries that KlReduceOp in `reduce` (below).
  * A PFOR kernel's params start with three int64: nchunks, cs, niters (as
  * the `pfor` instruction's %a, %b, %c), followed by its captured values
  * (body params 3, 4, ...).  The entry runs chunk c = global invocation id
@@ -126,21 +128,13 @@ enum {
     KL_SPV_INT16 = 8,       /* shaderInt16 + storageBuffer16BitAccess */
 };
 
-/* How the partials of a reduction are combined (KlSpvBinding.reduce):
- * + (also for `-=`, whose partials are sums of negated terms), *, min and
- * max as Python's min(a, b) / max(a, b) (b < a ? b : a), & | ^. */
-typedef enum KlSpvReduce {
-    KL_SPV_RED_NONE = 0, KL_SPV_RED_ADD, KL_SPV_RED_MUL, KL_SPV_RED_MIN,
-    KL_SPV_RED_MAX, KL_SPV_RED_AND, KL_SPV_RED_OR, KL_SPV_RED_XOR
-} KlSpvReduce;
-
 /* One array binding of a kernel (bindings[k] is binding 2 + k). */
 typedef struct KlSpvBinding {
     int32_t param;          /* kernel parameter number, or -1: scratch */
     const KlType *elem;     /* element type */
     int64_t count;          /* scratch: number of elements; else 0 */
     uint8_t written;        /* the kernel may store into it */
-    uint8_t reduce;         /* PFOR: a reduction's partials (KlSpvReduce):
+    uint8_t reduce;         /* PFOR: a reduction's partials (KlReduceOp):
                                the body stores its chunk's partial at
                                [chunk]; the dispatcher binds a device
                                buffer of nchunks elements instead of the
@@ -169,8 +163,9 @@ typedef struct KlSpirv {
 
 /* Emits the kernel of kind `kind` running lowered function m->funcs[fi].
  * 0, or -1 with d filled: a compile error for what the Vulkan target
- * cannot run yet (recursion, float64 transcendental functions, array
- * values chosen at run time), naming it. */
+ * cannot run yet (recursion, array values chosen at run time, float64
+ * math functions when kiln._devmath, which implements those the device
+ * has no instruction for, could not be imported), naming it. */
 int kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
                   KlDiag *d);
 void kl_spirv_free(KlSpirv *k);
