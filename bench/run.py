@@ -22,7 +22,9 @@ Every result is checked against the workload's reference before it is
 timed (exact where the operations are the same IEEE operations in the same
 order, a tolerance for reductions summed in another order and for
 fastmath); a wrong result is reported and not timed.  Times are medians of
---repeat runs after one warm-up call (which compiles kiln and Numba).
+--repeat runs after one warm-up call (which compiles kiln and Numba); the
+implementations of a workload are timed in interleaved rounds (each once
+per round), so a noisy spell of a shared machine does not fall on one.
 Results go to bench/results/ as JSON; bench/plot.py draws them.
 
 usage: python bench/run.py [--quick] [--threads N] [--repeat N]
@@ -692,14 +694,13 @@ def timed(run):
     return time.perf_counter() - t, result
 
 
-def measure(w, impl, make, inp, ref, repeat, budget=20.0, check=None,
-            keep=None):
-    """Checks then times one implementation: a dict with the median time
-    (seconds), all times, the first call's time, and an error if any.
-    check(result) replaces w.check(result, ref, impl) when given; keep (a
-    dict) receives the checked result under "result".  For the Vulkan
-    target, a CompileError, or an error for arrays or loops beyond the
-    device's limits, gives "na" (the reason) instead of an error."""
+def first_call(w, impl, make, inp, ref, check=None, keep=None):
+    """Runs one implementation once on a copy of inp and checks its result:
+    a dict with the first call's time, or an error.  check(result) replaces
+    w.check(result, ref, impl) when given; keep (a dict) receives the
+    checked result under "result".  For the Vulkan target, a CompileError,
+    or an error for arrays or loops beyond the device's limits, gives "na"
+    (the reason) instead of an error."""
     rec = {}
     try:
         run = make(copies(inp))
@@ -720,14 +721,32 @@ def measure(w, impl, make, inp, ref, repeat, budget=20.0, check=None,
     if keep is not None:    # a copy: timed runs may write into result
         keep["result"] = (tuple(np.copy(x) for x in result)
                           if isinstance(result, tuple) else np.copy(result))
-    times = []
+    return rec
+
+
+def time_rounds(runs, repeat, budget=20.0):
+    """Times the implementations runs (impl -> callable) in interleaved
+    rounds, each once per round, so that a noisy spell of the machine
+    does not fall on one implementation only; an implementation stops
+    after `budget` seconds once it has 3 times.  impl -> list of times."""
+    times = {impl: [] for impl in runs}
     for _ in range(repeat):
-        t, _ = timed(run)
-        times.append(t)
-        if sum(times) > budget and len(times) >= 3:
-            break
-    rec["times"] = times
-    rec["median"] = statistics.median(times)
+        for impl, run in runs.items():
+            ts = times[impl]
+            if sum(ts) > budget and len(ts) >= 3:
+                continue
+            time.sleep(0.02)   # lets the previous runtime's threads settle
+            ts.append(timed(run)[0])
+    return times
+
+
+def measure(w, impl, make, inp, ref, repeat, budget=20.0):
+    """Checks then times one implementation alone (the CPython column)."""
+    rec = first_call(w, impl, make, inp, ref)
+    if "first_call" in rec and "error" not in rec:
+        run = make(copies(inp))
+        rec["times"] = time_rounds({impl: run}, repeat, budget)[impl]
+        rec["median"] = statistics.median(rec["times"])
     return rec
 
 
@@ -750,24 +769,34 @@ def run_workload(w, args, libs, N, VK=None, rng_seed=1234):
     if not args.no_numpy and getattr(w, "numpy", None):
         makers["numpy"] = w.numpy
     cpu = {}
-    for impl in IMPLS:
+    for impl in IMPLS:      # each checked on its own copy of the inputs
         if impl not in makers:
             continue
-        print(f"  {w.name:11} {LABELS[impl]:11}", end=" ", flush=True)
         time.sleep(0.05)    # lets the previous runtime's threads stop spinning
         check = None
         if impl == "kiln_vulkan" and "result" in cpu:
             check = lambda got: w.check_cpu(got, cpu["result"], ref)
-        rec = measure(w, impl, makers[impl], inp, ref, args.repeat,
-                      check=check, keep=cpu if impl == "kiln" else None)
+        rec = first_call(w, impl, makers[impl], inp, ref, check=check,
+                         keep=cpu if impl == "kiln" else None)
         if impl == "kiln_vulkan":
             rec["checked_against"] = "kiln" if check else "reference"
         out["impls"][impl] = rec
-        print(fmt_time(rec.get("median")) if "median" in rec
-              else f"n/a: {rec['na']}" if "na" in rec
-              else f"FAILED: {rec['error']}", flush=True)
     cpu.clear()
-    del inp, ref
+    # then timed side by side, on one shared copy of the inputs
+    shared = copies(inp)
+    ok = [impl for impl, rec in out["impls"].items()
+          if "first_call" in rec and "error" not in rec and "na" not in rec]
+    times = time_rounds({impl: makers[impl](shared) for impl in ok},
+                        args.repeat)
+    for impl, rec in out["impls"].items():
+        if impl in times:
+            rec["times"] = times[impl]
+            rec["median"] = statistics.median(times[impl])
+        print(f"  {w.name:11} {LABELS[impl]:11} "
+              + (fmt_time(rec.get("median")) if "median" in rec
+                 else f"n/a: {rec['na']}" if "na" in rec
+                 else f"FAILED: {rec['error']}"), flush=True)
+    del inp, ref, shared
     if not args.no_cpython and getattr(w, "cpython", None):
         small = w.quick if args.quick else w.small
         print(f"  {w.name:11} {LABELS['cpython']:11}", end=" ", flush=True)
