@@ -735,8 +735,11 @@ def time_rounds(runs, repeat, budget=20.0):
             ts = times[impl]
             if sum(ts) > budget and len(ts) >= 3:
                 continue
-            time.sleep(0.02)   # lets the previous runtime's threads settle
             ts.append(timed(run)[0])
+            # lets this runtime's threads stop spinning before the next
+            # implementation runs: OpenBLAS's (NumPy's dot and matmul)
+            # spin for about 0.1 s after a call
+            time.sleep(0.25 if impl == "numpy" else 0.02)
     return times
 
 
