@@ -40,7 +40,7 @@ import kiln
 from kiln import prange
 from conftest import (JIT_DISABLED, TARGETS, VULKAN_F64_MATH_ULPS, call, check,
                       dtype_of, jit, reference)
-from test_parallel import same_exception
+from test_parallel import same_exception, threads  # noqa: F401 (fixture)
 
 needs_jit = pytest.mark.skipif(
     JIT_DISABLED, reason="compiled behaviour only (KILN_DISABLE_JIT=1)")
@@ -386,14 +386,6 @@ def reduction_kernel(r):
 REDUCTION_SIZES = [0, 1, 2, 7, 16, 17, 255, 256, 257, 511, 513, 4099, 16383,
                    16384, 16385, 32767, 32768, 32769, 49153]
 
-
-@pytest.fixture
-def threads():
-    old = kiln.get_num_threads()
-    try:
-        yield
-    finally:
-        kiln.set_num_threads(old)
 
 
 def reduction_args(r, n):
