@@ -82,6 +82,26 @@ kl_builtin_lookup(const char *pyname)
     return -1;
 }
 
+int
+kl_builtin_math(KlBuiltin b)
+{
+    switch (b) {
+#define KL_SAME(name) case KL_BI_##name: return KL_MATH_##name;
+    KL_SAME(sqrt) KL_SAME(sin) KL_SAME(cos) KL_SAME(tan) KL_SAME(asin)
+    KL_SAME(acos) KL_SAME(atan) KL_SAME(atan2) KL_SAME(sinh) KL_SAME(cosh)
+    KL_SAME(tanh) KL_SAME(asinh) KL_SAME(acosh) KL_SAME(atanh) KL_SAME(exp)
+    KL_SAME(exp2) KL_SAME(expm1) KL_SAME(log) KL_SAME(log2) KL_SAME(log10)
+    KL_SAME(log1p) KL_SAME(pow) KL_SAME(fabs) KL_SAME(hypot)
+    KL_SAME(copysign) KL_SAME(fmod) KL_SAME(erf) KL_SAME(erfc)
+    KL_SAME(lgamma) KL_SAME(floor) KL_SAME(ceil) KL_SAME(trunc)
+#undef KL_SAME
+    case KL_BI_gamma:
+        return KL_MATH_tgamma;
+    default:
+        return -1;
+    }
+}
+
 /* ---- construction ----------------------------------------------------- */
 
 KlModule *

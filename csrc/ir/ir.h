@@ -127,6 +127,9 @@ typedef enum KlBuiltin {
 /* Python name of a builtin ("math.sqrt"); lookup by that name, -1 if none. */
 const char *kl_builtin_pyname(KlBuiltin b);
 int kl_builtin_lookup(const char *pyname);
+/* The libm function (KlMathFn) a math-module builtin computes (math.gamma:
+ * tgamma), or -1 for other builtins. */
+int kl_builtin_math(KlBuiltin b);
 
 /* ---- exceptions raised by compiled code ------------------------------ */
 

@@ -1189,14 +1189,9 @@ math_needed(const KlInst *in, uint64_t *need)
 {
     if (in->op == KL_OP_py_builtin && in->aux >= 0 && in->aux < KL_BI__COUNT
         && builtin_rules[in->aux].rule == B_MATH) {
-        const char *name = kl_builtin_pyname(in->aux) + strlen("math.");
-        if (strcmp(name, "gamma") == 0) {
-            name = "tgamma";
-        }
-        for (int fn = 0; fn < KL_MATH__COUNT; fn++) {
-            if (strcmp(kl_math_name(fn), name) == 0) {
-                *need |= (uint64_t)1 << fn;
-            }
+        int fn = kl_builtin_math((KlBuiltin)in->aux);
+        if (fn >= 0) {
+            *need |= (uint64_t)1 << fn;
         }
     }
     else if (in->op == KL_OP_py_binop && in->aux == KL_BIN_POW

@@ -652,38 +652,25 @@ math1_of(KlBuiltin b, KlMathFn *fn, MathErr *err)
 {
     static const struct {
         KlBuiltin b;
-        KlMathFn fn;
         MathErr err;
     } table[] = {
-        {KL_BI_sqrt, KL_MATH_sqrt, ME_DOMAIN},
-        {KL_BI_sin, KL_MATH_sin, ME_DOMAIN},
-        {KL_BI_cos, KL_MATH_cos, ME_DOMAIN},
-        {KL_BI_tan, KL_MATH_tan, ME_DOMAIN},
-        {KL_BI_asin, KL_MATH_asin, ME_DOMAIN},
-        {KL_BI_acos, KL_MATH_acos, ME_DOMAIN},
-        {KL_BI_atan, KL_MATH_atan, ME_DOMAIN},
-        {KL_BI_sinh, KL_MATH_sinh, ME_OVERFLOW},
-        {KL_BI_cosh, KL_MATH_cosh, ME_OVERFLOW},
-        {KL_BI_tanh, KL_MATH_tanh, ME_DOMAIN},
-        {KL_BI_asinh, KL_MATH_asinh, ME_DOMAIN},
-        {KL_BI_acosh, KL_MATH_acosh, ME_DOMAIN},
-        {KL_BI_atanh, KL_MATH_atanh, ME_DOMAIN},
-        {KL_BI_exp, KL_MATH_exp, ME_OVERFLOW},
-        {KL_BI_exp2, KL_MATH_exp2, ME_OVERFLOW},
-        {KL_BI_expm1, KL_MATH_expm1, ME_OVERFLOW},
-        {KL_BI_log, KL_MATH_log, ME_DOMAIN},
-        {KL_BI_log2, KL_MATH_log2, ME_DOMAIN},
-        {KL_BI_log10, KL_MATH_log10, ME_DOMAIN},
-        {KL_BI_log1p, KL_MATH_log1p, ME_DOMAIN},
-        {KL_BI_fabs, KL_MATH_fabs, ME_DOMAIN},
-        {KL_BI_erf, KL_MATH_erf, ME_NONE},
-        {KL_BI_erfc, KL_MATH_erfc, ME_NONE},
-        {KL_BI_gamma, KL_MATH_tgamma, ME_GAMMA},
-        {KL_BI_lgamma, KL_MATH_lgamma, ME_GAMMA},
+        {KL_BI_sqrt, ME_DOMAIN}, {KL_BI_sin, ME_DOMAIN},
+        {KL_BI_cos, ME_DOMAIN}, {KL_BI_tan, ME_DOMAIN},
+        {KL_BI_asin, ME_DOMAIN}, {KL_BI_acos, ME_DOMAIN},
+        {KL_BI_atan, ME_DOMAIN}, {KL_BI_sinh, ME_OVERFLOW},
+        {KL_BI_cosh, ME_OVERFLOW}, {KL_BI_tanh, ME_DOMAIN},
+        {KL_BI_asinh, ME_DOMAIN}, {KL_BI_acosh, ME_DOMAIN},
+        {KL_BI_atanh, ME_DOMAIN}, {KL_BI_exp, ME_OVERFLOW},
+        {KL_BI_exp2, ME_OVERFLOW}, {KL_BI_expm1, ME_OVERFLOW},
+        {KL_BI_log, ME_DOMAIN}, {KL_BI_log2, ME_DOMAIN},
+        {KL_BI_log10, ME_DOMAIN}, {KL_BI_log1p, ME_DOMAIN},
+        {KL_BI_fabs, ME_DOMAIN}, {KL_BI_erf, ME_NONE},
+        {KL_BI_erfc, ME_NONE}, {KL_BI_gamma, ME_GAMMA},
+        {KL_BI_lgamma, ME_GAMMA},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
         if (table[i].b == b) {
-            *fn = table[i].fn;
+            *fn = (KlMathFn)kl_builtin_math(b);
             *err = table[i].err;
             return 1;
         }
