@@ -19,6 +19,7 @@ import pytest
 import kiln
 from kiln import prange
 from conftest import JIT_DISABLED, check, rand_array, rand_scalars
+import test_parallel as tp
 
 try:
     HAVE_DEVICE = not JIT_DISABLED and kiln.vulkan._device_available()
@@ -491,56 +492,11 @@ def test_mandelbrot_vs_cpu():
 RED_SIZES = (0, 1, 63, 64, 65, 4095, 4096, 4097, 1 << 20)
 
 
-def vr_add(a, s):
-    for i in prange(a.shape[0]):
-        s += a[i]
-    return s
+# the kernels of the CPU reduction tests, one per operator family
+VR_OPS = {"add": tp.red_add, "sub": tp.red_sub, "mul": tp.red_mul,
+          "min": tp.red_min, "max": tp.red_max, "and": tp.red_and,
+          "or": tp.red_or, "xor": tp.red_xor}
 
-
-def vr_sub(a, s):
-    for i in prange(a.shape[0]):
-        s -= a[i]
-    return s
-
-
-def vr_mul(a, s):
-    for i in prange(a.shape[0]):
-        s *= a[i]
-    return s
-
-
-def vr_min(a, s):
-    for i in prange(a.shape[0]):
-        s = min(s, a[i])
-    return s
-
-
-def vr_max(a, s):
-    for i in prange(a.shape[0]):
-        s = max(s, a[i])
-    return s
-
-
-def vr_and(a, s):
-    for i in prange(a.shape[0]):
-        s &= a[i]
-    return s
-
-
-def vr_or(a, s):
-    for i in prange(a.shape[0]):
-        s |= a[i]
-    return s
-
-
-def vr_xor(a, s):
-    for i in prange(a.shape[0]):
-        s ^= a[i]
-    return s
-
-
-VR_OPS = {"add": vr_add, "sub": vr_sub, "mul": vr_mul, "min": vr_min,
-          "max": vr_max, "and": vr_and, "or": vr_or, "xor": vr_xor}
 # every operator family for each dtype family: packed narrow integers,
 # 32-bit integers (subgroup arithmetic where the device has it), 64-bit
 # integers, floats, complex, bool
@@ -646,7 +602,7 @@ def test_device_reduction_signed_zero_ties():
     """Python's min(s, x) keeps s when x equals it, so the sign of a zero
     result is the first zero's; the device combines min/max partials in
     chunk order, so that holds across workgroups and combine slices."""
-    f, g = vk(vr_min), vk(vr_max)
+    f, g = vk(tp.red_min), vk(tp.red_max)
     for n in (130, 2049, 5000, 70000):
         for first in (0.0, -0.0):
             for pos in {0, 1, 64, 127, min(2047, n - 1), n // 2, n - 1}:

@@ -208,6 +208,20 @@ set_weights(Cg *cg, LLVMValueRef br, unsigned wtrue, unsigned wfalse)
     LLVMSetMetadata(br, cg->prof_kind, LLVMMetadataAsValue(cg->ctx, node));
 }
 
+/* Branches on `failed` to a new cold block, where the builder is left to
+ * emit the failure path; returns the block where normal flow continues. */
+static LLVMBasicBlockRef
+branch_cold(Cg *cg, LLVMValueRef failed)
+{
+    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
+                                                           "");
+    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
+                                                           "");
+    set_weights(cg, LLVMBuildCondBr(cg->b, failed, fail, cont), 1, 2000);
+    LLVMPositionBuilderAtEnd(cg->b, fail);
+    return cont;
+}
+
 /* ---- math ------------------------------------------------------------- */
 
 static const char *const math_names[] = {
@@ -553,14 +567,8 @@ emit_call(Cg *cg, const KlInst *in, LLVMValueRef *args)
     }
     LLVMValueRef st = LLVMBuildCall2(cg->b, cg->fntys[ci], cg->fns[ci], args,
                                      na, "");
-    LLVMValueRef failed = LLVMBuildICmp(cg->b, LLVMIntNE, st,
-                                        LLVMConstNull(cg->i32), "");
-    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
-                                                           "");
-    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
-                                                           "");
-    set_weights(cg, LLVMBuildCondBr(cg->b, failed, fail, cont), 1, 2000);
-    LLVMPositionBuilderAtEnd(cg->b, fail);
+    LLVMBasicBlockRef cont = branch_cold(
+        cg, LLVMBuildICmp(cg->b, LLVMIntNE, st, LLVMConstNull(cg->i32), ""));
     LLVMBuildRet(cg->b, st);
     LLVMPositionBuilderAtEnd(cg->b, cont);
     if (slot == NULL) {
@@ -796,14 +804,8 @@ emit_pfor(Cg *cg, const KlInst *in)
     LLVMValueRef run = pool_run_decl(cg, &runty);
     LLVMValueRef args[3] = {tramp, ctx, cg->vals[in->args[0]]};
     LLVMValueRef r = LLVMBuildCall2(b, runty, run, args, 3, "");
-    LLVMValueRef failed = LLVMBuildICmp(b, LLVMIntSGE, r,
-                                        LLVMConstInt(cg->i64, 0, 0), "");
-    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
-                                                           "");
-    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
-                                                           "");
-    set_weights(cg, LLVMBuildCondBr(b, failed, fail, cont), 1, 2000);
-    LLVMPositionBuilderAtEnd(b, fail);
+    LLVMBasicBlockRef cont = branch_cold(
+        cg, LLVMBuildICmp(b, LLVMIntSGE, r, LLVMConstInt(cg->i64, 0, 0), ""));
     LLVMValueRef src = LLVMBuildInBoundsGEP2(b, cg->status, cg->statuses, &r,
                                              1, "");
     LLVMBuildMemCpy(b, LLVMGetParam(cg->fn, 0), 8, src, 8,
@@ -863,14 +865,8 @@ emit_pfor_vk(Cg *cg, const KlInst *in)
         cg->vals[in->args[0]], cg->vals[in->args[1]], cg->vals[in->args[2]],
         cap, LLVMGetParam(cg->fn, 0)};
     LLVMValueRef r = LLVMBuildCall2(b, fnty, fn, args, 6, "");
-    LLVMValueRef failed = LLVMBuildICmp(b, LLVMIntNE, r,
-                                        LLVMConstInt(cg->i32, 0, 0), "");
-    LLVMBasicBlockRef fail = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
-                                                           "");
-    LLVMBasicBlockRef cont = LLVMAppendBasicBlockInContext(cg->ctx, cg->fn,
-                                                           "");
-    set_weights(cg, LLVMBuildCondBr(b, failed, fail, cont), 1, 2000);
-    LLVMPositionBuilderAtEnd(b, fail);
+    LLVMBasicBlockRef cont = branch_cold(
+        cg, LLVMBuildICmp(b, LLVMIntNE, r, LLVMConstInt(cg->i32, 0, 0), ""));
     LLVMBuildRet(b, LLVMConstInt(cg->i32, 1, 0));
     LLVMPositionBuilderAtEnd(b, cont);
     return 0;
