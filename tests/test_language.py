@@ -321,9 +321,10 @@ def test_complex_pow(target, rng):
     pairs = [(complex(a), complex(round(b.real / 10, 1), round(b.imag / 10, 1)))
              for a, b in zip(rand_scalars(rng, np.complex128, N, False),
                              rand_scalars(rng, np.complex128, N, False))]
-    # Vulkan: a non-constant exponent uses kiln's own float64 math
+    # Vulkan: a non-constant exponent uses kiln's own float64 math, whose
+    # ulps in atan2 and log CPython's polar form multiplies by the exponent
     for a, b in pairs:
-        check_ulp(f, 4 * math_ulps(target, "pow"), a, b)
+        check_ulp(f, 4 * math_ulps(target, "pow") * (1 + abs(b)), a, b)
     for fn in (pow_const2, pow_const5, pow_const_neg3):
         g = jit(fn, target)
         for z in rand_scalars(rng, np.complex128, N, False):
