@@ -3,7 +3,8 @@
  * an early exit.
  *
  * Works on lowered, primitive IR of the CPU target, after lower.  A loop L
- * qualifies when it has no inner loop, no store, call, pfor or return, a
+ * qualifies when it has no inner loop, no call, pfor or return, no store
+ * (but see may_store_twice: in prange bodies it may store), a
  * single entry edge and a single exit (its header's test, which must not
  * depend on floats: a counted loop), and at least one branch into a
  * deferrable raise region: blocks of pure instructions that
@@ -17,7 +18,8 @@
  *   - L's exit tests the cell: clear, the loop's values are final; set,
  *     C runs the loop again from its entry values and raises the first
  *     failing check exactly where CPython would.
- * Re-running is sound because L writes no memory: C sees what L saw.  The
+ * Re-running is sound because L writes no memory it reads: C sees what L
+ * saw.  The
  * values leaving the loop (header values used after it) come from L or C
  * through a merge block.
  */
@@ -262,13 +264,85 @@ counted_exit(const Defer *D)
     return ok;
 }
 
-/* Does L's body qualify: no inner loop, no side effect, not too large,
- * and at least one branch into a deferrable region? */
+/* The entry parameter whose array the elements at address `addr` of L
+ * belong to, or -1 when unknown: addr must index a parameter of pfor body
+ * D->f that its pfor, in the entry function, passes an entry parameter. */
+static int64_t
+entry_array(const Defer *D, const KlInst *pfor, int32_t addr)
+{
+    const KlFunc *f = D->f, *host = f->mod->funcs[0];
+    const KlInst *ep = &f->insts[addr];
+    if (ep->op != KL_OP_elemptr) {
+        return -1;
+    }
+    const KlInst *arr = &f->insts[ep->args[0]];
+    if (arr->op != KL_OP_arg || arr->imm.i < 3 || arr->imm.i >= pfor->nargs) {
+        return -1;
+    }
+    const KlInst *cap = &host->insts[pfor->args[arr->imm.i]];
+    return cap->op == KL_OP_arg ? cap->imm.i : -1;
+}
+
+/* The one `pfor` of the entry function that runs D->f, or NULL. */
+static const KlInst *
+pfor_of(const Defer *D)
+{
+    const KlModule *m = D->f->mod;
+    const KlFunc *host = m->funcs[0];
+    for (int32_t i = 0; i < host->ninsts; i++) {
+        const KlInst *in = &host->insts[i];
+        if (in->op == KL_OP_pfor && in->imm.i >= 0 && in->imm.i < m->nfuncs
+            && m->funcs[in->imm.i] == D->f) {
+            return in;
+        }
+    }
+    return NULL;
+}
+
+/* May L store and still run twice?  Only in the body of a prange loop,
+ * whose array contents are unspecified after a raise anyway (so L's
+ * stores past the failing iteration may stay), compiled for arguments
+ * that share no memory (noalias), when L reads no array it writes: then
+ * C reads what L read and stores the same values up to the raise.  Every
+ * access must be to an entry parameter's array, passed by the pfor. */
+static int
+may_store_twice(const Defer *D)
+{
+    const KlFunc *f = D->f;
+    const KlInst *pfor = NULL;
+    if (!f->mod->options.noalias || (pfor = pfor_of(D)) == NULL) {
+        return 0;
+    }
+    const KlFunc *host = f->mod->funcs[0];
+    char *role = calloc((size_t)host->nparams + 1, 1);   /* 1 read 2 write */
+    int ok = role != NULL;
+    for (int32_t b = 0; ok && b < f->nblocks; b++) {
+        const KlBlock *blk = &f->blocks[b];
+        for (int32_t k = 0; ok && in_loop(D, b) && k < blk->insts.len; k++) {
+            const KlInst *in = &f->insts[blk->insts.items[k]];
+            if (in->op != KL_OP_load && in->op != KL_OP_store) {
+                continue;
+            }
+            int64_t e = entry_array(D, pfor, in->args[0]);
+            ok = e >= 0 && e < host->nparams;
+            if (ok) {
+                role[e] |= in->op == KL_OP_load ? 1 : 2;
+                ok = role[e] != 3;
+            }
+        }
+    }
+    free(role);
+    return ok;
+}
+
+/* Does L's body qualify: no inner loop, no side effect but stores that
+ * may_store_twice() accepts, not too large, and at least one branch into a
+ * deferrable region? */
 static int
 body_qualifies(const Defer *D)
 {
     const KlFunc *f = D->f;
-    int ndefer = 0, ninsts = 0;
+    int ndefer = 0, ninsts = 0, may_store = -1;
     for (int32_t l = 0; l < f->nloops; l++) {
         if (f->loops[l].parent == D->loop) {
             return 0;
@@ -285,6 +359,13 @@ body_qualifies(const Defer *D)
             int to_region;
             switch (in->op) {
             case KL_OP_store:
+                if (may_store < 0) {
+                    may_store = may_store_twice(D);
+                }
+                if (!may_store) {
+                    return 0;
+                }
+                break;
             case KL_OP_call:
             case KL_OP_pfor:
             case KL_OP_ret:

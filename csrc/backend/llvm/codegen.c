@@ -254,6 +254,56 @@ math_intrinsic(KlMathFn fn)
     }
 }
 
+/* Declares `double name(double)` without memory effects, as libm's math
+ * functions are called (they set errno, which no kernel reads). */
+static LLVMValueRef
+declare_math(Cg *cg, const char *name, LLVMTypeRef fnty)
+{
+    LLVMValueRef callee = LLVMGetNamedFunction(cg->mod, name);
+    if (callee == NULL) {
+        callee = LLVMAddFunction(cg->mod, name, fnty);
+        add_attr(cg, callee, LLVMAttributeFunctionIndex, "nounwind", 0);
+        add_attr(cg, callee, LLVMAttributeFunctionIndex, "willreturn", 0);
+        add_attr(cg, callee, LLVMAttributeFunctionIndex, "nosync", 0);
+        add_attr(cg, callee, LLVMAttributeFunctionIndex, "memory", 0);
+    }
+    return callee;
+}
+
+/* float64 exp(x) as a call of kl_exp (libm's exp, jit.c), which the loop
+ * vectoriser may replace with kl_vexp2/4/8 (vmath.c): they give the same
+ * bits.  The variants are declared and kept in llvm.compiler.used so that
+ * they survive until the vectoriser runs. */
+static LLVMValueRef
+emit_vexp_call(Cg *cg, LLVMValueRef x)
+{
+    static const char variants[] =
+        "_ZGV_LLVM_N2v_kl_exp(kl_vexp2),_ZGV_LLVM_N4v_kl_exp(kl_vexp4),"
+        "_ZGV_LLVM_N8v_kl_exp(kl_vexp8)";
+    LLVMTypeRef fnty = LLVMFunctionType(cg->f64, &cg->f64, 1, 0);
+    if (LLVMGetNamedFunction(cg->mod, "kl_exp") == NULL) {
+        LLVMValueRef used[3];
+        for (unsigned k = 0; k < 3; k++) {
+            char name[16];
+            snprintf(name, sizeof(name), "kl_vexp%u", 2u << k);
+            LLVMTypeRef v = LLVMVectorType(cg->f64, 2u << k);
+            used[k] = declare_math(cg, name, LLVMFunctionType(v, &v, 1, 0));
+        }
+        LLVMTypeRef aty = LLVMArrayType2(cg->ptr, 3);
+        LLVMValueRef g = LLVMAddGlobal(cg->mod, aty, "llvm.compiler.used");
+        LLVMSetLinkage(g, LLVMAppendingLinkage);
+        LLVMSetSection(g, "llvm.metadata");
+        LLVMSetInitializer(g, LLVMConstArray2(cg->ptr, used, 3));
+    }
+    LLVMValueRef callee = declare_math(cg, "kl_exp", fnty);
+    LLVMValueRef call = LLVMBuildCall2(cg->b, fnty, callee, &x, 1, "");
+    LLVMAddCallSiteAttribute(
+        call, LLVMAttributeFunctionIndex,
+        LLVMCreateStringAttribute(cg->ctx, "vector-function-abi-variant", 27,
+                                  variants, sizeof(variants) - 1));
+    return call;
+}
+
 /* Emits libm function fn on args[0..nargs) of float type t (an intrinsic
  * when LLVM has an exact one, else a call to the libm symbol, `f`-suffixed
  * for float32, declared without memory effects). */
@@ -270,6 +320,9 @@ emit_math(Cg *cg, KlMathFn fn, const KlType *t, LLVMValueRef *args,
         callee = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
         fnty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
     }
+    else if (fn == KL_MATH_exp && t->bits == 64 && kl_llvm_vexp_ok()) {
+        return emit_vexp_call(cg, args[0]);
+    }
     else {
         char name[32];
         size_t n = strlen(math_names[fn]);
@@ -280,14 +333,7 @@ emit_math(Cg *cg, KlMathFn fn, const KlType *t, LLVMValueRef *args,
         name[n] = '\0';
         LLVMTypeRef params[2] = {ty, ty};
         fnty = LLVMFunctionType(ty, params, nargs, 0);
-        callee = LLVMGetNamedFunction(cg->mod, name);
-        if (callee == NULL) {
-            callee = LLVMAddFunction(cg->mod, name, fnty);
-            add_attr(cg, callee, LLVMAttributeFunctionIndex, "nounwind", 0);
-            add_attr(cg, callee, LLVMAttributeFunctionIndex, "willreturn", 0);
-            add_attr(cg, callee, LLVMAttributeFunctionIndex, "nosync", 0);
-            add_attr(cg, callee, LLVMAttributeFunctionIndex, "memory", 0);
-        }
+        callee = declare_math(cg, name, fnty);
     }
     return fm(cg, LLVMBuildCall2(cg->b, fnty, callee, args, nargs, ""));
 }

@@ -28,6 +28,7 @@
 #include <llvm-c/Error.h>
 #include <llvm-c/LLJIT.h>
 #include <llvm-c/Orc.h>
+#include <llvm-c/Support.h>
 #include <llvm-c/Target.h>
 #include <llvm-c/TargetMachine.h>
 #include <llvm-c/Transforms/PassBuilder.h>
@@ -122,6 +123,11 @@ init_jit(KlDiag *d)
     if (LLVMInitializeNativeTarget() || LLVMInitializeNativeAsmPrinter()) {
         return kl_internal_error(d, "LLVM: the host target is unavailable");
     }
+    /* A float reduction in strict mode may vectorise with its additions
+     * kept in order (one lane after another): same bits, and the rest of
+     * the loop (loads, math calls) runs on vectors. */
+    static const char *const argv[] = {"kiln", "-force-ordered-reductions"};
+    LLVMParseCommandLineOptions(2, argv, NULL);
     if (triple == NULL) {
         triple = LLVMGetDefaultTargetTriple();
     }
@@ -155,6 +161,18 @@ init_jit(KlDiag *d)
     }
     jit = j;
     return 0;
+}
+
+int
+kl_llvm_vexp_ok(void)
+{
+    static int state = -1;      /* -1: not tried yet */
+    if (state < 0) {
+        LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
+        state = kl_vmath_init(jit, triple, layout);
+        LLVMDisposeTargetData(layout);
+    }
+    return state;
 }
 
 /* malloc'ed copy of n bytes at s plus a NUL; NULL with d filled. */
@@ -432,6 +450,7 @@ kl_llvm_load_object(const char *entry_name, const void *data, size_t size,
     LLVMOrcExecutorAddress addr = 0;
     pthread_mutex_lock(&lock);
     if (init_jit(d) == 0 && (addr = find_loaded(entry_name)) == 0) {
+        kl_llvm_vexp_ok();      /* kept code may call the vector variants */
         LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(
             data, size, "kiln-cache");
         if (buf == NULL) {

@@ -31,6 +31,8 @@
 #define KILN_BACKEND_LLVM_H
 
 #include <llvm-c/Core.h>
+#include <llvm-c/LLJIT.h>
+#include <llvm-c/Target.h>
 
 #include "../../compile.h"
 
@@ -40,5 +42,16 @@
  * with all types set.  0, or -1 with d filled. */
 int kl_llvm_codegen(KlModule *m, LLVMModuleRef mod, const char *entry_name,
                     KlDiag *d);
+
+/* Whether kernels may call vmath.c's vector variants of exp: kl_exp and
+ * kl_vexp2/4/8, defined in the JIT on the first call (jit.c; requires the
+ * JIT lock, held while codegen runs). */
+int kl_llvm_vexp_ok(void);
+
+/* vmath.c: adds the module of kl_exp and its vector variants to jit (host
+ * triple and data layout) and tests them against libm; 1 when they may be
+ * used, else 0. */
+int kl_vmath_init(LLVMOrcLLJITRef jit, const char *triple,
+                  LLVMTargetDataRef layout);
 
 #endif /* KILN_BACKEND_LLVM_H */

@@ -1,0 +1,215 @@
+"""Vectorised math.exp (backend/llvm/vmath.c) and the loops it opens up.
+
+A loop calling math.exp on float64 vectorises with kiln's own vector
+variants, which return libm's result bit for bit (lanes whose rounding is
+not clear-cut call libm).  The oracle is CPython's math.exp, element by
+element, on inputs drawn afresh each run across exp's whole range, with its
+special values and its OverflowError.  Two loop shapes reach the variants:
+a serial sum (checks deferred, additions kept in order) and, in a prange
+body, a loop that stores (checks deferred too: array contents after a raise
+in prange are unspecified).
+"""
+
+import math
+import re
+
+import numpy as np
+import pytest
+
+from kiln import prange
+from conftest import JIT_DISABLED, check, jit
+from test_parallel import same_exception
+
+
+def exp_into(x, out):
+    """One prange iteration whose inner loop stores: deferred, vectorised."""
+    for i in prange(1):
+        for j in range(len(x)):
+            out[j] = math.exp(x[j])
+
+
+def exp_rows(x, out):
+    """Each row's inner loop reads x and writes out: deferred."""
+    for i in prange(x.shape[0]):
+        for j in range(x.shape[1]):
+            out[i, j] = math.exp(x[i, j]) * 0.5
+
+
+def exp_in_place(a):
+    """Reads what it writes: never deferred (a re-run would read its own
+    results), so it keeps a check per element."""
+    for i in prange(1):
+        for j in range(len(a)):
+            a[j] = math.exp(a[j])
+
+
+def exp_sum(x) -> float:
+    s = 0.0
+    for j in range(len(x)):
+        s += math.exp(x[j])
+    return s
+
+
+def softmax_rows(x, out):
+    for i in prange(x.shape[0]):
+        mx = x[i, 0]
+        for j in range(1, x.shape[1]):
+            mx = max(mx, x[i, j])
+        s = 0.0
+        for j in range(x.shape[1]):
+            e = math.exp(x[i, j] - mx)
+            out[i, j] = e
+            s += e
+        for j in range(x.shape[1]):
+            out[i, j] = out[i, j] / s
+
+
+def exp_inputs(rng, n):
+    """n arguments spread over exp's finite range, near 0, tiny, at the
+    edges of overflow and underflow, and special values."""
+    parts = [
+        rng.uniform(-745.2, 709.79, n),
+        rng.uniform(-1.0, 1.0, n // 4),
+        rng.uniform(-1e-6, 1e-6, n // 8),
+        np.ldexp(rng.uniform(-1.0, 1.0, n // 8), rng.integers(-80, 0, n // 8)),
+        rng.uniform(700.0, 709.78, n // 16),
+        rng.uniform(-745.2, -700.0, n // 16),
+        np.array([0.0, -0.0, 1.0, -1.0, 708.0, -708.0, 709.78, -745.13,
+                  -746.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324]),
+    ]
+    x = np.concatenate(parts)
+    rng.shuffle(x)
+    return x
+
+
+def libm_exp(x):
+    """CPython's math.exp of each element; inf where it overflows."""
+    def one(v):
+        try:
+            return math.exp(v)
+        except OverflowError:
+            return math.inf
+    return np.fromiter((one(v) for v in x.ravel()), float,
+                       x.size).reshape(x.shape)
+
+
+def same_bits(a, b):
+    return np.array_equal(a.view(np.int64), b.view(np.int64))
+
+
+def test_bits_equal_cpython(rng):
+    """Every element, through the vector variants: CPython's bits."""
+    fn = jit(exp_into)
+    x = exp_inputs(rng, 400_000)
+    x = x[x < 709.78]                  # no OverflowError here
+    out = np.empty_like(x)
+    fn(x, out)
+    assert same_bits(out, libm_exp(x))
+
+
+@pytest.mark.parametrize("n", [0, 1, 3, 7, 8, 9, 31, 1000])
+def test_lengths(rng, n):
+    """Loop lengths around the vector widths (scalar tails)."""
+    x = rng.uniform(-20.0, 20.0, n)
+    out = np.zeros(n)
+    jit(exp_into)(x, out)
+    assert same_bits(out, libm_exp(x))
+    check(jit(exp_sum), x)
+
+
+def test_sum_keeps_order(rng):
+    """A serial float sum of exp: the additions stay in CPython's order, so
+    the result is CPython's to the bit."""
+    fn = jit(exp_sum)
+    for n in (10, 1000, 20_000):
+        x = exp_inputs(rng, n)
+        x = x[np.isfinite(x) & (x < 700.0)]
+        check(fn, x)                    # floats compare bit for bit
+
+
+def test_overflow_raises_where_cpython_does(rng):
+    """OverflowError from a vectorised loop: the sum's at the right element,
+    the prange loop's as the same exception."""
+    fn_sum, fn_into = jit(exp_sum), jit(exp_into)
+    n = 3000
+    for k in (0, 7, 8, 1500, n - 1):
+        x = rng.uniform(-5.0, 5.0, n)
+        x[k] = 710.0
+        check(fn_sum, x)
+        same_exception(fn_into, x, np.empty(n))
+        x[min(k + 3, n - 1)] = 800.0       # a second overflow after it
+        check(fn_sum, x)
+        same_exception(fn_into, x, np.empty(n))
+
+
+def test_nan_and_infinities(rng):
+    x = rng.uniform(-5.0, 5.0, 64)
+    x[[3, 17, 40]] = [np.nan, -np.inf, np.nan]
+    out = np.empty_like(x)
+    jit(exp_into)(x, out)
+    assert same_bits(out, libm_exp(x))
+    check(jit(exp_sum), x)
+    x[50] = np.inf                          # exp(inf) is inf, no error
+    check(jit(exp_sum), x)
+
+
+def test_in_place_not_deferred(rng):
+    """A loop that reads the array it writes keeps its checks: the result
+    and the raise are CPython's."""
+    fn = jit(exp_in_place)
+    a = rng.uniform(-3.0, 3.0, 500)
+    check(fn, a)
+    a = rng.uniform(-3.0, 3.0, 500)
+    a[123] = 720.0
+    same_exception(fn, a)
+
+
+def test_rows_and_overlapping_arguments(rng):
+    """Rows of a prange loop; the same call with out overlapping x (the
+    plain build, without noalias) gives the same results."""
+    fn = jit(exp_rows)
+    x = rng.uniform(-30.0, 30.0, (37, 53))
+    check(fn, x, np.empty_like(x))
+    a = rng.uniform(-30.0, 30.0, (37, 53))
+    b = a.copy()
+    fn(a, a)                            # out is x: the plain build
+    fn.py_func(b, b)
+    assert same_bits(a, b)
+    x[20, 40] = 900.0
+    same_exception(fn, x, np.empty_like(x))
+
+
+def test_softmax(rng):
+    """The softmax of the benchmark: CPython's results to the bit (exp,
+    its in-order sum and the divisions are all exact operations)."""
+    fn = jit(softmax_rows)
+    x = rng.standard_normal((29, 300)).astype(np.float32) * 10
+    check(fn, x, np.empty_like(x))
+    check(fn, x.astype(np.float64), np.empty((29, 300)))
+
+
+def host_has_fma():
+    try:
+        with open("/proc/cpuinfo") as f:
+            return re.search(r"^flags\s*:.*\bfma\b", f.read(), re.M) is not None
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="inspects compiled code")
+@pytest.mark.skipif(not host_has_fma(),
+                    reason="the vector variants need fused multiply-add")
+def test_loops_call_vector_variants(rng):
+    """The point of it: both loop shapes call the vector variant (strict
+    mode, default boundscheck)."""
+    x = rng.uniform(-5.0, 5.0, 100)
+    fn = jit(exp_into)
+    fn(x, np.empty_like(x))
+    assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
+    fn = jit(exp_sum)
+    fn(x)
+    assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
+    fn = jit(softmax_rows)
+    y = x.reshape(10, 10).astype(np.float32)
+    fn(y, np.empty_like(y))
+    assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
