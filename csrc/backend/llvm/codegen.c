@@ -271,36 +271,33 @@ declare_math(Cg *cg, const char *name, LLVMTypeRef fnty)
 }
 
 /* float64 exp(x) as a call of kl_exp (libm's exp, jit.c), which the loop
- * vectoriser may replace with kl_vexp2/4/8 (vmath.c): they give the same
- * bits.  The variants are declared and kept in llvm.compiler.used so that
- * they survive until the vectoriser runs. */
+ * vectoriser may replace with kl_vexpN (vmath.c, N = width): they give
+ * the same bits.  The variant is declared and kept in llvm.compiler.used
+ * so that it survives until the vectoriser runs. */
 static LLVMValueRef
-emit_vexp_call(Cg *cg, LLVMValueRef x)
+emit_vexp_call(Cg *cg, LLVMValueRef x, int width)
 {
-    static const char variants[] =
-        "_ZGV_LLVM_N2v_kl_exp(kl_vexp2),_ZGV_LLVM_N4v_kl_exp(kl_vexp4),"
-        "_ZGV_LLVM_N8v_kl_exp(kl_vexp8)";
+    char variant[64], vname[16];
+    snprintf(vname, sizeof(vname), "kl_vexp%d", width);
+    int n = snprintf(variant, sizeof(variant), "_ZGV_LLVM_N%dv_kl_exp(%s)",
+                     width, vname);
     LLVMTypeRef fnty = LLVMFunctionType(cg->f64, &cg->f64, 1, 0);
     if (LLVMGetNamedFunction(cg->mod, "kl_exp") == NULL) {
-        LLVMValueRef used[3];
-        for (unsigned k = 0; k < 3; k++) {
-            char name[16];
-            snprintf(name, sizeof(name), "kl_vexp%u", 2u << k);
-            LLVMTypeRef v = LLVMVectorType(cg->f64, 2u << k);
-            used[k] = declare_math(cg, name, LLVMFunctionType(v, &v, 1, 0));
-        }
-        LLVMTypeRef aty = LLVMArrayType2(cg->ptr, 3);
+        LLVMTypeRef v = LLVMVectorType(cg->f64, (unsigned)width);
+        LLVMValueRef used = declare_math(cg, vname,
+                                         LLVMFunctionType(v, &v, 1, 0));
+        LLVMTypeRef aty = LLVMArrayType2(cg->ptr, 1);
         LLVMValueRef g = LLVMAddGlobal(cg->mod, aty, "llvm.compiler.used");
         LLVMSetLinkage(g, LLVMAppendingLinkage);
         LLVMSetSection(g, "llvm.metadata");
-        LLVMSetInitializer(g, LLVMConstArray2(cg->ptr, used, 3));
+        LLVMSetInitializer(g, LLVMConstArray2(cg->ptr, &used, 1));
     }
     LLVMValueRef callee = declare_math(cg, "kl_exp", fnty);
     LLVMValueRef call = LLVMBuildCall2(cg->b, fnty, callee, &x, 1, "");
     LLVMAddCallSiteAttribute(
         call, LLVMAttributeFunctionIndex,
         LLVMCreateStringAttribute(cg->ctx, "vector-function-abi-variant", 27,
-                                  variants, sizeof(variants) - 1));
+                                  variant, (unsigned)n));
     return call;
 }
 
@@ -320,8 +317,8 @@ emit_math(Cg *cg, KlMathFn fn, const KlType *t, LLVMValueRef *args,
         callee = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
         fnty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
     }
-    else if (fn == KL_MATH_exp && t->bits == 64 && kl_llvm_vexp_ok()) {
-        return emit_vexp_call(cg, args[0]);
+    else if (fn == KL_MATH_exp && t->bits == 64 && kl_llvm_vexp_width()) {
+        return emit_vexp_call(cg, args[0], kl_llvm_vexp_width());
     }
     else {
         char name[32];

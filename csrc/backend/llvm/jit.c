@@ -164,7 +164,7 @@ init_jit(KlDiag *d)
 }
 
 int
-kl_llvm_vexp_ok(void)
+kl_llvm_vexp_width(void)
 {
     static int state = -1;      /* -1: not tried yet */
     if (state < 0) {
@@ -450,7 +450,7 @@ kl_llvm_load_object(const char *entry_name, const void *data, size_t size,
     LLVMOrcExecutorAddress addr = 0;
     pthread_mutex_lock(&lock);
     if (init_jit(d) == 0 && (addr = find_loaded(entry_name)) == 0) {
-        kl_llvm_vexp_ok();      /* kept code may call the vector variants */
+        kl_llvm_vexp_width();   /* kept code may call the vector variant */
         LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(
             data, size, "kiln-cache");
         if (buf == NULL) {

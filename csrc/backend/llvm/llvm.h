@@ -43,14 +43,15 @@
 int kl_llvm_codegen(KlModule *m, LLVMModuleRef mod, const char *entry_name,
                     KlDiag *d);
 
-/* Whether kernels may call vmath.c's vector variants of exp: kl_exp and
- * kl_vexp2/4/8, defined in the JIT on the first call (jit.c; requires the
- * JIT lock, held while codegen runs). */
-int kl_llvm_vexp_ok(void);
+/* The width N of vmath.c's vector variant kl_vexpN of kl_exp (libm's
+ * exp) that kernels may call, or 0 when they may not; both are defined in
+ * the JIT on the first call (jit.c; requires the JIT lock, held while
+ * codegen runs). */
+int kl_llvm_vexp_width(void);
 
-/* vmath.c: adds the module of kl_exp and its vector variants to jit (host
- * triple and data layout) and tests them against libm; 1 when they may be
- * used, else 0. */
+/* vmath.c: adds the module of kl_exp and its vector variant to jit (host
+ * triple and data layout) and tests them against libm; the variant's
+ * width, or 0 when it must not be used. */
 int kl_vmath_init(LLVMOrcLLJITRef jit, const char *triple,
                   LLVMTargetDataRef layout);
 

@@ -2,7 +2,8 @@
  * results, so that loops calling math.exp vectorise without changing a
  * bit.
  *
- * kl_exp(x) is libm's exp.  kl_vexp2/4/8 compute N of them at once: a
+ * kl_exp(x) is libm's exp.  kl_vexpN computes N of them at once (N = 8
+ * on AVX-512 hosts, else 4: the width kernels' loops use): a
  * table-driven evaluation (x = n ln2/64 + r, exp(x) = 2^(n/64) e^r) carried
  * in double-double to within about 1/1000 ulp of the exact value, then
  * rounded once.  Whenever that rounding is not clear-cut -- the exact
@@ -14,8 +15,8 @@
  * spread of inputs once per process before any kernel uses the variants;
  * a mismatch (another libm) leaves kernels calling libm only.
  *
- * The variants live in one module added to the JIT once (the text below,
- * one function per width); kernels declare them and mark their calls of
+ * The variant lives in one module added to the JIT once (the text below);
+ * kernels declare it and mark their calls of
  * kl_exp with "vector-function-abi-variant", which the loop vectoriser
  * reads.
  */
@@ -229,13 +230,20 @@ static const char vexp_decls[] =
 "declare %1$s @llvm.masked.gather.%5$s.v%6$dp0(%4$s, i32, %3$s, %1$s)\n"
 "declare i%6$d @llvm.cttz.i%6$d(i%6$d, i1)\n";
 
-/* The whole module's text (malloc'ed), or NULL when out of memory. */
+/* The module's text for vectors of n doubles (malloc'ed), or NULL when
+ * out of memory. */
 static char *
-module_text(void)
+module_text(int n)
 {
     /* ln2/64 = head + tail: head has 36 significant bits */
     const double head = 0x1.62e42fefa0000p-7;
     const double tail = 0x1.cf79abc9e3b3ap-46;
+    char vd[24], vi[24], vb[24], vp[24], sfx[16];
+    snprintf(vd, sizeof vd, "<%d x double>", n);
+    snprintf(vi, sizeof vi, "<%d x i64>", n);
+    snprintf(vb, sizeof vb, "<%d x i1>", n);
+    snprintf(vp, sizeof vp, "<%d x ptr>", n);
+    snprintf(sfx, sizeof sfx, "v%df64", n);
     Text t = {0};
     put(&t, "declare double @exp(double)\n"
             "define double @kl_exp(double %%x) {\n"
@@ -243,18 +251,10 @@ module_text(void)
             "  ret double %%r\n"
             "}\n");
     put_tables(&t);
-    for (int n = 2; n <= 8; n *= 2) {
-        char vd[24], vi[24], vb[24], vp[24], sfx[16];
-        snprintf(vd, sizeof vd, "<%d x double>", n);
-        snprintf(vi, sizeof vi, "<%d x i64>", n);
-        snprintf(vb, sizeof vb, "<%d x i1>", n);
-        snprintf(vp, sizeof vp, "<%d x ptr>", n);
-        snprintf(sfx, sizeof sfx, "v%df64", n);
-        put(&t, vexp_decls, vd, vi, vb, vp, sfx, n);
-        put(&t, vexp_body, vd, vi, vb, vp, sfx, n, bits(0x1.71547652b82fep+6),
-            bits(head), bits(tail), bits(1.0 / 6), bits(1.0 / 24),
-            bits(1.0 / 120), bits(1.0 / 720), bits(CLEAR_ULPS * 0x1p-52));
-    }
+    put(&t, vexp_decls, vd, vi, vb, vp, sfx, n);
+    put(&t, vexp_body, vd, vi, vb, vp, sfx, n, bits(0x1.71547652b82fep+6),
+        bits(head), bits(tail), bits(1.0 / 6), bits(1.0 / 24),
+        bits(1.0 / 120), bits(1.0 / 720), bits(CLEAR_ULPS * 0x1p-52));
     if (t.failed) {
         free(t.s);
         return NULL;
@@ -286,48 +286,44 @@ test_inputs(double *x, size_t cap)
 
 typedef void (*VexpArray)(const double *x, double *out, int64_t n);
 
-/* Runs every width over the test inputs and compares with exp. */
+/* Runs kl_vexp<width> over the test inputs and compares with exp. */
 static int
-self_test(LLVMOrcLLJITRef jit)
+self_test(LLVMOrcLLJITRef jit, int width)
 {
     enum { N = 4096 };
     static double x[N], out[N];
-    size_t n = test_inputs(x, N);
-    for (int w = 2; w <= 8; w *= 2) {
-        char name[32];
-        snprintf(name, sizeof name, "kl_vexp%d_array", w);
-        LLVMOrcExecutorAddress addr = 0;
-        LLVMErrorRef err = LLVMOrcLLJITLookup(jit, &addr, name);
-        if (err != NULL) {
-            LLVMConsumeError(err);
+    size_t n = test_inputs(x, N) / (size_t)width * (size_t)width;
+    char name[32];
+    snprintf(name, sizeof name, "kl_vexp%d_array", width);
+    LLVMOrcExecutorAddress addr = 0;
+    LLVMErrorRef err = LLVMOrcLLJITLookup(jit, &addr, name);
+    if (err != NULL) {
+        LLVMConsumeError(err);
+        return 0;
+    }
+    ((VexpArray)(uintptr_t)addr)(x, out, (int64_t)(n / (size_t)width));
+    for (size_t i = 0; i < n; i++) {
+        double want = exp(x[i]);
+        if (memcmp(&want, &out[i], sizeof want) != 0) {
             return 0;
-        }
-        ((VexpArray)(uintptr_t)addr)(x, out, (int64_t)(n / (size_t)w));
-        for (size_t i = 0; i < n / (size_t)w * (size_t)w; i++) {
-            double want = exp(x[i]);
-            if (memcmp(&want, &out[i], sizeof want) != 0) {
-                return 0;
-            }
         }
     }
     return 1;
 }
 
-/* Adds the module to jit's main JITDylib and tests it.  1 when kernels may
- * use the variants, 0 when not (host without FMA, a libm whose results
- * differ, or an LLVM error, which is then dropped: the scalar calls stay
- * correct). */
 int
 kl_vmath_init(LLVMOrcLLJITRef jit, const char *triple,
               LLVMTargetDataRef layout)
 {
     char *features = LLVMGetHostCPUFeatures();
     int fma = features != NULL && strstr(features, "+fma") != NULL;
+    int width = features != NULL && strstr(features, "+avx512f") != NULL
+                ? 8 : 4;
     LLVMDisposeMessage(features);
     if (!fma) {
         return 0;
     }
-    char *text = module_text();
+    char *text = module_text(width);
     if (text == NULL) {
         return 0;
     }
@@ -355,5 +351,5 @@ kl_vmath_init(LLVMOrcLLJITRef jit, const char *triple,
         LLVMConsumeError(err);
         return 0;
     }
-    return self_test(jit);
+    return self_test(jit, width) ? width : 0;
 }
