@@ -301,7 +301,8 @@ kl_vk_devmem_find(const void *p, uint64_t *offset)
 
 /* ---- pooled call buffers ---------------------------------------------- */
 
-/* The status and params buffers of calls are reused: a call takes the
+/* The status, params and reduction partials buffers of calls are reused
+ * (all are device buffers of kl_vk_buffer_create): a call takes the
  * smallest free buffer large enough (sizes are powers of two from 256
  * bytes) and puts it back after its batch has finished.  At most
  * POOL_MAX buffers of at most POOL_MAX_BYTES each stay free; they are
@@ -377,8 +378,10 @@ typedef struct Bound {
     int64_t offset;             /* elements from the binding's start to
                                    element [0, ..., 0] */
     KlVkBuffer *comb;           /* partials: the combination's results
-                                   (owned), else NULL */
-    uint8_t owned;              /* buf is destroyed after the call */
+                                   (from the pool), else NULL */
+    uint8_t owned;              /* buf is destroyed after the call, or
+                                   returned to the pool when `pooled` */
+    uint8_t pooled;             /* buf came from the pool (partials) */
     uint8_t copied;             /* buf is a copy of [lo, lo + size) */
     uint8_t written;            /* the kernel may store into it */
 } Bound;
@@ -493,10 +496,10 @@ bind_partials(Call *c, int32_t b)
     }
     uint64_t groups = (n + KL_VK_REDUCE_SLICE - 1) / KL_VK_REDUCE_SLICE;
     uint64_t size = (n * (uint64_t)kl_type_itemsize(kb->elem) + 3) / 4 * 4;
-    bd->owned = 1;
-    bd->buf = kl_vk_buffer_create(size, c->d);
+    bd->owned = bd->pooled = 1;
+    bd->buf = pool_get(size, c->d);
     bd->comb = bd->buf == NULL ? NULL
-               : kl_vk_buffer_create((groups + 1) * cb->item, c->d);
+               : pool_get((groups + 1) * cb->item, c->d);
     return bd->comb == NULL ? -1 : 0;
 }
 
@@ -792,16 +795,19 @@ finish_call(Call *c, uint32_t groups)
     return 0;
 }
 
-/* Frees the call's bindings and returns its status and params buffers to
- * the pool; no batch may still use them. */
+/* Frees the call's bindings and returns its status, params and partials
+ * buffers to the pool; no batch may still use them. */
 static void
 release_call(Call *c)
 {
     for (int32_t b = 0; c->bound != NULL && b < c->nbound; b++) {
-        if (c->bound[b].owned) {
+        if (c->bound[b].pooled) {
+            pool_put(c->bound[b].buf);
+        }
+        else if (c->bound[b].owned) {
             kl_vk_buffer_destroy(c->bound[b].buf);
         }
-        kl_vk_buffer_destroy(c->bound[b].comb);
+        pool_put(c->bound[b].comb);
     }
     pool_put(c->status);
     pool_put(c->params);
