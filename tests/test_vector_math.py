@@ -11,7 +11,12 @@ in prange are unspecified).
 """
 
 import math
+import os
 import re
+import shutil
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -213,3 +218,74 @@ def test_loops_call_vector_variants(rng):
     y = x.reshape(10, 10).astype(np.float32)
     fn(y, np.empty_like(y))
     assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
+
+
+# A stand-in for a C library whose exp differs from glibc's: one ulp up for
+# arguments whose low mantissa bits are 0101 (1 in 16).
+OTHER_LIBM = r"""
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+double exp(double x)
+{
+    static double (*libm_exp)(double);
+    if (libm_exp == NULL) {
+        libm_exp = (double (*)(double))dlsym(RTLD_NEXT, "exp");
+    }
+    double r = libm_exp(x);
+    uint64_t b;
+    memcpy(&b, &x, sizeof b);
+    return (b & 15) == 5 && isfinite(r) && r > 0 ? nextafter(r, INFINITY) : r;
+}
+"""
+
+# Compiles (or loads from the cache) a kernel calling math.exp, compares it
+# with math.exp, and prints the cache hits and the mismatches.
+EXP_DRIVER = textwrap.dedent("""
+    import math, numpy as np, kiln
+    from kiln import prange
+
+    @kiln.jit(cache=True)
+    def exp_into(x, out):
+        for i in prange(1):
+            for j in range(len(x)):
+                out[j] = math.exp(x[j])
+
+    x = np.random.default_rng(5).uniform(-20.0, 20.0, 50_000)
+    out = np.empty_like(x)
+    exp_into(x, out)
+    want = np.array([math.exp(v) for v in x])
+    print(exp_into.cache_hits,
+          int(np.sum(out.view(np.int64) != want.view(np.int64))))
+""")
+
+
+@pytest.mark.skipif(JIT_DISABLED, reason="runs compiled code")
+@pytest.mark.skipif(shutil.which("gcc") is None, reason="needs gcc")
+def test_other_libm_keeps_its_bits(tmp_path):
+    """With a C library whose exp differs, the self-test keeps the vector
+    variant's fast path off: fresh code and code kept on disk by a process
+    with glibc's exp both return that library's bits."""
+    src = tmp_path / "other_libm.c"
+    src.write_text(OTHER_LIBM)
+    lib = tmp_path / "other_libm.so"
+    subprocess.run(["gcc", "-O2", "-shared", "-fPIC", str(src), "-o",
+                    str(lib), "-ldl", "-lm"], check=True)
+
+    def run(preload):
+        env = dict(os.environ, KILN_CACHE_DIR=str(tmp_path / "cache"))
+        if preload:
+            env["LD_PRELOAD"] = str(lib)
+        r = subprocess.run([sys.executable, "-c", EXP_DRIVER], env=env,
+                           capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        hits, mismatches = map(int, r.stdout.split())
+        return hits, mismatches
+
+    assert run(False) == (0, 0)         # glibc: compiled and kept
+    assert run(True) == (1, 0)          # other libm, kept code
+    shutil.rmtree(tmp_path / "cache")
+    assert run(True) == (0, 0)          # other libm, fresh code

@@ -328,6 +328,21 @@ kl_llvm_compile(KlModule *m, KlLlvmText *text, KlDiag *d)
 
 /* ---- code kept on disk ---------------------------------------------- */
 
+/* Do the n bytes at data contain string s (a symbol name)? */
+static int
+mentions(const void *data, size_t n, const char *s)
+{
+    size_t len = strlen(s);
+    const char *p = data, *end = p + n;
+    while (p != NULL && (size_t)(end - p) >= len) {
+        if (memcmp(p, s, len) == 0) {
+            return 1;
+        }
+        p = memchr(p + 1, s[0], (size_t)(end - p) - 1);
+    }
+    return 0;
+}
+
 /* Address of the on-disk entry `name` linked earlier, or 0 (lock held). */
 static LLVMOrcExecutorAddress
 find_loaded(const char *name)
@@ -450,7 +465,9 @@ kl_llvm_load_object(const char *entry_name, const void *data, size_t size,
     LLVMOrcExecutorAddress addr = 0;
     pthread_mutex_lock(&lock);
     if (init_jit(d) == 0 && (addr = find_loaded(entry_name)) == 0) {
-        kl_llvm_vexp_width();   /* kept code may call the vector variant */
+        if (mentions(data, size, "kl_exp")) {
+            kl_llvm_vexp_width();   /* it calls kl_exp or kl_vexpN */
+        }
         LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(
             data, size, "kiln-cache");
         if (buf == NULL) {

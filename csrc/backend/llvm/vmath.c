@@ -12,8 +12,9 @@
  * libm's exp instead.  libm's exp (glibc 2.28 and later) is within 0.511 ulp
  * of the exact value, so outside that band both round to the same double:
  * every lane returns what libm returns.  A self-test compares both on a
- * spread of inputs once per process before any kernel uses the variants;
- * a mismatch (another libm) leaves kernels calling libm only.
+ * spread of inputs once per process before the fast path is switched on
+ * (SWITCH); a mismatch (another libm) leaves it off, and kernels compiled
+ * in that process call libm only.
  *
  * The variant lives in one module added to the JIT once (the text below);
  * kernels declare it and mark their calls of
@@ -33,6 +34,10 @@
 #include "llvm.h"
 
 #define EXP_TABLE 64
+/* The global that turns kl_vexpN's fast path on once the self-test passed:
+ * until then, and for good when it fails, every lane calls libm, so code
+ * kept on disk that calls kl_vexpN stays right in any process. */
+#define SWITCH "kl_vexp_on"
 /* A lane's rounding is clear-cut when the part rounded off is below this
  * many ulps.  The margin of 1/64 ulp covers libm's error beyond half an ulp
  * (glibc: 1.36/128 ulp, its polynomial included) and ours (about 1/1000
@@ -113,10 +118,13 @@ put_tables(Text *t)
  * the constants' bits: 7 64/ln2, 8 and 9 ln2/64 as a 36-bit head (n * head
  * is exact for |n| < 2^17) plus a tail, 10..13 1/6 1/24 1/120 1/720, 14
  * CLEAR_ULPS * 2^-52 (times 2^e: CLEAR_ULPS ulps of a double in
- * [2^e, 2^(e+1))). */
+ * [2^e, 2^(e+1))), 15 the name's suffix, 16 the i8 global that turns the
+ * fast path on (else every lane calls libm). */
 static const char vexp_body[] =
-"define %1$s @kl_vexp%6$d(%1$s %%x) {\n"
+"define %1$s @kl_vexp%6$d%15$s(%1$s %%x) {\n"
 "entry:\n"
+"  %%onb = load i8, ptr @%16$s\n"
+"  %%on = icmp ne i8 %%onb, 0\n"
 "  %%ax = call %1$s @llvm.fabs.%5$s(%1$s %%x)\n"
 "  %%inr = fcmp olt %1$s %%ax, splat (double 708.0)\n"
 "  %%xs = select %3$s %%inr, %1$s %%x, %1$s zeroinitializer\n"
@@ -179,7 +187,8 @@ static const char vexp_body[] =
 "  %%kk = shl %2$s %%k, splat (i64 52)\n"
 "  %%rb = add %2$s %%yb, %%kk\n"
 "  %%fast = bitcast %2$s %%rb to %1$s\n"
-"  %%okm = bitcast %3$s %%ok to i%6$d\n"
+"  %%okv = bitcast %3$s %%ok to i%6$d\n"
+"  %%okm = select i1 %%on, i%6$d %%okv, i%6$d 0\n"
 "  %%bad = xor i%6$d %%okm, -1\n"
 "  %%none = icmp eq i%6$d %%bad, 0\n"
 "  br i1 %%none, label %%done, label %%lane\n"
@@ -199,8 +208,13 @@ static const char vexp_body[] =
 "done:\n"
 "  %%r = phi %1$s [ %%fast, %%entry ], [ %%acc2, %%lane ]\n"
 "  ret %1$s %%r\n"
-"}\n"
-"\n"
+"}\n";
+
+/* A loop over n vectors of x into out through kl_vexp<N>_tested (the
+ * same code, always on), for the self-test; %1$s and %6$d as above (the
+ * arguments between them appear in a comment, as printf requires). */
+static const char vexp_array[] =
+"; %2$s %3$s %4$s %5$s\n"
 "define void @kl_vexp%6$d_array(ptr %%x, ptr %%out, i64 %%n) {\n"
 "entry:\n"
 "  %%go = icmp sgt i64 %%n, 0\n"
@@ -209,7 +223,7 @@ static const char vexp_body[] =
 "  %%i = phi i64 [ 0, %%entry ], [ %%i1, %%loop ]\n"
 "  %%px = getelementptr %1$s, ptr %%x, i64 %%i\n"
 "  %%v = load %1$s, ptr %%px, align 8\n"
-"  %%r = call %1$s @kl_vexp%6$d(%1$s %%v)\n"
+"  %%r = call %1$s @kl_vexp%6$d_tested(%1$s %%v)\n"
 "  %%po = getelementptr %1$s, ptr %%out, i64 %%i\n"
 "  store %1$s %%r, ptr %%po, align 8\n"
 "  %%i1 = add i64 %%i, 1\n"
@@ -250,11 +264,18 @@ module_text(int n)
             "  %%r = tail call double @exp(double %%x)\n"
             "  ret double %%r\n"
             "}\n");
+    put(&t, "@" SWITCH " = global i8 0\n"
+            "@kl_vexp_always = internal constant i8 1\n");
     put_tables(&t);
     put(&t, vexp_decls, vd, vi, vb, vp, sfx, n);
-    put(&t, vexp_body, vd, vi, vb, vp, sfx, n, bits(0x1.71547652b82fep+6),
-        bits(head), bits(tail), bits(1.0 / 6), bits(1.0 / 24),
-        bits(1.0 / 120), bits(1.0 / 720), bits(CLEAR_ULPS * 0x1p-52));
+    for (int tested = 0; tested < 2; tested++) {
+        put(&t, vexp_body, vd, vi, vb, vp, sfx, n,
+            bits(0x1.71547652b82fep+6), bits(head), bits(tail),
+            bits(1.0 / 6), bits(1.0 / 24), bits(1.0 / 120), bits(1.0 / 720),
+            bits(CLEAR_ULPS * 0x1p-52), tested ? "_tested" : "",
+            tested ? "kl_vexp_always" : SWITCH);
+    }
+    put(&t, vexp_array, vd, vi, vb, vp, sfx, n);
     if (t.failed) {
         free(t.s);
         return NULL;
@@ -351,5 +372,15 @@ kl_vmath_init(LLVMOrcLLJITRef jit, const char *triple,
         LLVMConsumeError(err);
         return 0;
     }
-    return self_test(jit, width) ? width : 0;
+    LLVMOrcExecutorAddress on = 0;
+    err = LLVMOrcLLJITLookup(jit, &on, SWITCH);
+    if (err != NULL) {
+        LLVMConsumeError(err);
+        return 0;
+    }
+    if (!self_test(jit, width)) {
+        return 0;
+    }
+    *(volatile char *)(uintptr_t)on = 1;
+    return width;
 }
