@@ -1,10 +1,12 @@
-"""Vectorised math.exp (backend/llvm/vmath.c) and the loops it opens up.
+"""Vectorised math.exp and math.log (backend/llvm/vmath.c) and the loops
+they open up.
 
-A loop calling math.exp on float64 vectorises with kiln's own vector
-variants, which return libm's result bit for bit (lanes whose rounding is
-not clear-cut call libm).  The oracle is CPython's math.exp, element by
-element, on inputs drawn afresh each run across exp's whole range, with its
-special values and its OverflowError.  Two loop shapes reach the variants:
+A loop calling math.exp or math.log on float64 vectorises with kiln's own
+vector variants, which return libm's result bit for bit (lanes whose
+rounding is not clear-cut call libm).  The oracle is CPython's math.exp
+and math.log, element by element, on inputs drawn afresh each run across
+the functions' whole ranges, with their special values and their
+OverflowError / ValueError.  Two loop shapes reach the variants:
 a serial sum (checks deferred, additions kept in order) and, in a prange
 body, a loop that stores (checks deferred too: array contents after a raise
 in prange are unspecified).
@@ -193,6 +195,91 @@ def test_softmax(rng):
     check(fn, x.astype(np.float64), np.empty((29, 300)))
 
 
+def log_into(x, out):
+    for i in prange(1):
+        for j in range(len(x)):
+            out[j] = math.log(x[j])
+
+
+def log_sum(x) -> float:
+    s = 0.0
+    for j in range(len(x)):
+        s += math.log(x[j])
+    return s
+
+
+def entropy_rows(p, out):
+    """-sum p log p of each row: the loop vectorises with its sum in order."""
+    for i in prange(p.shape[0]):
+        h = 0.0
+        for j in range(p.shape[1]):
+            h -= p[i, j] * math.log(p[i, j])
+        out[i] = h
+
+
+def log_inputs(rng, n):
+    """n positive arguments over every binade (subnormals included), near
+    1, near the table's interval edges, and 1.0 itself."""
+    parts = [
+        np.ldexp(rng.uniform(0.5, 1.0, n), rng.integers(-1074, 1025, n)),
+        1.0 + rng.uniform(-1e-2, 1e-2, n // 4),
+        1.0 + np.ldexp(rng.uniform(-1.0, 1.0, n // 8),
+                       rng.integers(-60, -10, n // 8)),
+        rng.uniform(0.7, 1.42, n // 4),
+        np.exp(rng.uniform(-700.0, 700.0, n // 8)),
+        np.array([1.0, 2.0, 0.5, 5e-324, 2.2250738585072014e-308,
+                  1.7976931348623157e308, np.inf]),
+    ]
+    x = np.concatenate(parts)
+    x = x[x > 0]
+    rng.shuffle(x)
+    return x
+
+
+def libm_log(x):
+    return np.fromiter((math.log(v) for v in x), float, x.size)
+
+
+def test_log_bits_equal_cpython(rng):
+    fn = jit(log_into)
+    x = log_inputs(rng, 400_000)
+    out = np.empty_like(x)
+    fn(x, out)
+    assert same_bits(out, libm_log(x))
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, 8, 9, 1000])
+def test_log_lengths_and_order(rng, n):
+    x = log_inputs(rng, n)[:n]
+    out = np.zeros(len(x))
+    jit(log_into)(x, out)
+    assert same_bits(out, libm_log(x))
+    check(jit(log_sum), x)          # the sum in CPython's order
+
+
+def test_log_domain_errors(rng):
+    """CPython's ValueError for x <= 0 at the right element (the checks are
+    deferred); NaN gives NaN."""
+    n = 2000
+    for k in (0, 8, 999, n - 1):
+        for bad in (0.0, -1.0, -0.0, -np.inf):
+            x = rng.uniform(0.5, 2.0, n)
+            x[k] = bad
+            check(jit(log_sum), x)
+            same_exception(jit(log_into), x, np.empty(n))
+    x = rng.uniform(0.5, 2.0, 100)
+    x[[5, 50]] = np.nan
+    out = np.empty_like(x)
+    jit(log_into)(x, out)
+    assert np.isnan(out[[5, 50]]).all()
+    assert same_bits(np.delete(out, [5, 50]), libm_log(np.delete(x, [5, 50])))
+
+
+def test_entropy(rng):
+    p = rng.random((23, 301)) + 1e-9
+    check(jit(entropy_rows), p, np.empty(23))
+
+
 def host_has_fma():
     try:
         with open("/proc/cpuinfo") as f:
@@ -205,7 +292,7 @@ def host_has_fma():
 @pytest.mark.skipif(not host_has_fma(),
                     reason="the vector variants need fused multiply-add")
 def test_loops_call_vector_variants(rng):
-    """The point of it: both loop shapes call the vector variant (strict
+    """The point of it: both loop shapes call the vector variants (strict
     mode, default boundscheck)."""
     x = rng.uniform(-5.0, 5.0, 100)
     fn = jit(exp_into)
@@ -218,6 +305,13 @@ def test_loops_call_vector_variants(rng):
     y = x.reshape(10, 10).astype(np.float32)
     fn(y, np.empty_like(y))
     assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
+    y = np.abs(x) + 1.0
+    fn = jit(log_into)
+    fn(y, np.empty_like(y))
+    assert re.search(r"call\w*\s+kl_vlog[248]\b", fn.inspect_asm())
+    fn = jit(log_sum)
+    fn(y)
+    assert re.search(r"call\w*\s+kl_vlog[248]\b", fn.inspect_asm())
 
 
 # A stand-in for a C library whose exp differs from glibc's: one ulp up for

@@ -40,6 +40,7 @@ typedef struct Cg {
     LLVMBuilderRef ab;          /* builder at the end of the prologue */
     LLVMValueRef statuses;      /* the pfor status slots, NULL until used */
     KlAlias *alias;             /* noalias scopes of entry arrays, or NULL */
+    LLVMValueRef vmath[KL_VMATH__COUNT]; /* vector variants declared */
 } Cg;
 
 /* ---- types ------------------------------------------------------------ */
@@ -270,35 +271,53 @@ declare_math(Cg *cg, const char *name, LLVMTypeRef fnty)
     return callee;
 }
 
-/* float64 exp(x) as a call of kl_exp (libm's exp, jit.c), which the loop
- * vectoriser may replace with kl_vexpN (vmath.c, N = width): they give
- * the same bits.  The variant is declared and kept in llvm.compiler.used
- * so that it survives until the vectoriser runs. */
+/* float64 exp(x) or log(x) (libm function `name`) as a call of kl_<name>
+ * (libm's, jit.c), which the loop vectoriser may replace with
+ * kl_v<name>N (vmath.c, N = width): they give the same bits.  The variant
+ * is declared and kept in llvm.compiler.used (kl_llvm_codegen) so that it
+ * survives until the vectoriser runs. */
 static LLVMValueRef
-emit_vexp_call(Cg *cg, LLVMValueRef x, int width)
+emit_vmath_call(Cg *cg, KlVmath fn, const char *name, LLVMValueRef x,
+                int width)
 {
-    char variant[64], vname[16];
-    snprintf(vname, sizeof(vname), "kl_vexp%d", width);
-    int n = snprintf(variant, sizeof(variant), "_ZGV_LLVM_N%dv_kl_exp(%s)",
-                     width, vname);
-    LLVMTypeRef fnty = LLVMFunctionType(cg->f64, &cg->f64, 1, 0);
-    if (LLVMGetNamedFunction(cg->mod, "kl_exp") == NULL) {
+    char scalar[16], vector[16], variant[64];
+    snprintf(scalar, sizeof(scalar), "kl_%s", name);
+    snprintf(vector, sizeof(vector), "kl_v%s%d", name, width);
+    int n = snprintf(variant, sizeof(variant), "_ZGV_LLVM_N%dv_%s(%s)",
+                     width, scalar, vector);
+    if (cg->vmath[fn] == NULL) {
         LLVMTypeRef v = LLVMVectorType(cg->f64, (unsigned)width);
-        LLVMValueRef used = declare_math(cg, vname,
-                                         LLVMFunctionType(v, &v, 1, 0));
-        LLVMTypeRef aty = LLVMArrayType2(cg->ptr, 1);
-        LLVMValueRef g = LLVMAddGlobal(cg->mod, aty, "llvm.compiler.used");
-        LLVMSetLinkage(g, LLVMAppendingLinkage);
-        LLVMSetSection(g, "llvm.metadata");
-        LLVMSetInitializer(g, LLVMConstArray2(cg->ptr, &used, 1));
+        cg->vmath[fn] = declare_math(cg, vector,
+                                     LLVMFunctionType(v, &v, 1, 0));
     }
-    LLVMValueRef callee = declare_math(cg, "kl_exp", fnty);
+    LLVMTypeRef fnty = LLVMFunctionType(cg->f64, &cg->f64, 1, 0);
+    LLVMValueRef callee = declare_math(cg, scalar, fnty);
     LLVMValueRef call = LLVMBuildCall2(cg->b, fnty, callee, &x, 1, "");
     LLVMAddCallSiteAttribute(
         call, LLVMAttributeFunctionIndex,
         LLVMCreateStringAttribute(cg->ctx, "vector-function-abi-variant", 27,
                                   variant, (unsigned)n));
     return call;
+}
+
+/* Keeps the vector variants the module declared (llvm.compiler.used). */
+static void
+keep_vmath(Cg *cg)
+{
+    LLVMValueRef used[KL_VMATH__COUNT];
+    unsigned n = 0;
+    for (int k = 0; k < KL_VMATH__COUNT; k++) {
+        if (cg->vmath[k] != NULL) {
+            used[n++] = cg->vmath[k];
+        }
+    }
+    if (n > 0) {
+        LLVMTypeRef aty = LLVMArrayType2(cg->ptr, n);
+        LLVMValueRef g = LLVMAddGlobal(cg->mod, aty, "llvm.compiler.used");
+        LLVMSetLinkage(g, LLVMAppendingLinkage);
+        LLVMSetSection(g, "llvm.metadata");
+        LLVMSetInitializer(g, LLVMConstArray2(cg->ptr, used, n));
+    }
 }
 
 /* Emits libm function fn on args[0..nargs) of float type t (an intrinsic
@@ -317,8 +336,15 @@ emit_math(Cg *cg, KlMathFn fn, const KlType *t, LLVMValueRef *args,
         callee = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
         fnty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
     }
-    else if (fn == KL_MATH_exp && t->bits == 64 && kl_llvm_vexp_width()) {
-        return emit_vexp_call(cg, args[0], kl_llvm_vexp_width());
+    else if (fn == KL_MATH_exp && t->bits == 64
+             && kl_llvm_vmath_width(KL_VMATH_EXP)) {
+        return emit_vmath_call(cg, KL_VMATH_EXP, "exp", args[0],
+                               kl_llvm_vmath_width(KL_VMATH_EXP));
+    }
+    else if (fn == KL_MATH_log && t->bits == 64
+             && kl_llvm_vmath_width(KL_VMATH_LOG)) {
+        return emit_vmath_call(cg, KL_VMATH_LOG, "log", args[0],
+                               kl_llvm_vmath_width(KL_VMATH_LOG));
     }
     else {
         char name[32];
@@ -1425,6 +1451,7 @@ kl_llvm_codegen(KlModule *m, LLVMModuleRef mod, const char *entry_name,
             goto done;
         }
     }
+    keep_vmath(&cg);
     rc = emit_entry(&cg, entry_name);
 done:
     LLVMDisposeBuilder(cg.b);

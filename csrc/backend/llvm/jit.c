@@ -164,15 +164,15 @@ init_jit(KlDiag *d)
 }
 
 int
-kl_llvm_vexp_width(void)
+kl_llvm_vmath_width(KlVmath fn)
 {
-    static int state = -1;      /* -1: not tried yet */
-    if (state < 0) {
+    static int width[KL_VMATH__COUNT] = {-1, -1};   /* -1: not tried yet */
+    if (width[fn] < 0) {
         LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
-        state = kl_vmath_init(jit, triple, layout);
+        width[fn] = kl_vmath_init(jit, triple, layout, fn);
         LLVMDisposeTargetData(layout);
     }
-    return state;
+    return width[fn];
 }
 
 /* malloc'ed copy of n bytes at s plus a NUL; NULL with d filled. */
@@ -465,8 +465,12 @@ kl_llvm_load_object(const char *entry_name, const void *data, size_t size,
     LLVMOrcExecutorAddress addr = 0;
     pthread_mutex_lock(&lock);
     if (init_jit(d) == 0 && (addr = find_loaded(entry_name)) == 0) {
+        /* kept code may call vmath.c's functions */
         if (mentions(data, size, "kl_exp")) {
-            kl_llvm_vexp_width();   /* it calls kl_exp or kl_vexpN */
+            kl_llvm_vmath_width(KL_VMATH_EXP);
+        }
+        if (mentions(data, size, "kl_log")) {
+            kl_llvm_vmath_width(KL_VMATH_LOG);
         }
         LLVMMemoryBufferRef buf = LLVMCreateMemoryBufferWithMemoryRangeCopy(
             data, size, "kiln-cache");

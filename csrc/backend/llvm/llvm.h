@@ -43,16 +43,21 @@
 int kl_llvm_codegen(KlModule *m, LLVMModuleRef mod, const char *entry_name,
                     KlDiag *d);
 
-/* The width N of vmath.c's vector variant kl_vexpN of kl_exp (libm's
- * exp) that kernels may call, or 0 when they may not; both are defined in
- * the JIT on the first call (jit.c; requires the JIT lock, held while
- * codegen runs). */
-int kl_llvm_vexp_width(void);
+/* The libm functions vmath.c has vector variants of. */
+typedef enum KlVmath {
+    KL_VMATH_EXP, KL_VMATH_LOG, KL_VMATH__COUNT
+} KlVmath;
 
-/* vmath.c: adds the module of kl_exp and its vector variant to jit (host
- * triple and data layout) and tests them against libm; the variant's
- * width, or 0 when it must not be used. */
+/* The width N of vmath.c's vector variant kl_v<fn>N of kl_<fn> (libm's
+ * float64 exp or log) that kernels may call, or 0 when they may not; both
+ * are defined in the JIT on the first call for fn (jit.c; requires the JIT
+ * lock, held while codegen runs). */
+int kl_llvm_vmath_width(KlVmath fn);
+
+/* vmath.c: adds the module of kl_<fn> and its vector variant to jit (host
+ * triple and data layout), tests the variant against libm and switches it
+ * on when it passes; returns its width, or 0 when it must not be used. */
 int kl_vmath_init(LLVMOrcLLJITRef jit, const char *triple,
-                  LLVMTargetDataRef layout);
+                  LLVMTargetDataRef layout, KlVmath fn);
 
 #endif /* KILN_BACKEND_LLVM_H */
