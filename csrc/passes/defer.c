@@ -19,9 +19,8 @@
  *     C runs the loop again from its entry values and raises the first
  *     failing check exactly where CPython would.
  * Re-running is sound because L writes no memory it reads: C sees what L
- * saw.  The
- * values leaving the loop (header values used after it) come from L or C
- * through a merge block.
+ * saw.  The values leaving the loop (header values used after it) come
+ * from L or C through a merge block.
  */
 #include "../compile.h"
 

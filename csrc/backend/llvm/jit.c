@@ -4,7 +4,8 @@
  * target machine for the host CPU and its features at the aggressive
  * optimisation level; process symbols (libm, through CPython) are visible to
  * compiled code, and so are the runtime helpers it calls (kl_pool_run),
- * defined by address because Python loads extensions RTLD_LOCAL.  Each
+ * defined by address because Python loads extensions RTLD_LOCAL, and
+ * vmath.c's vector exp and log, added on first use.  Each
  * compilation builds its module in a fresh context (codegen.c), optimises
  * it with the new pass manager (PIPELINE below), adds it to the main JITDylib
  * under a unique entry name and looks the entry up, which generates the
