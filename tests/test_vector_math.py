@@ -50,6 +50,13 @@ def exp_in_place(a):
             a[j] = math.exp(a[j])
 
 
+def exp_fill(out, s: float):
+    """Writes one array, reads none: deferred without an overlap check."""
+    for i in prange(1):
+        for j in range(len(out)):
+            out[j] = math.exp(j * s)
+
+
 def exp_sum(x) -> float:
     s = 0.0
     for j in range(len(x)):
@@ -147,6 +154,13 @@ def test_overflow_raises_where_cpython_does(rng):
         x[min(k + 3, n - 1)] = 800.0       # a second overflow after it
         check(fn_sum, x)
         same_exception(fn_into, x, np.empty(n))
+
+
+def test_write_only_loop(rng):
+    fn = jit(exp_fill)
+    for s in (0.01, -0.3, rng.uniform(-1.0, 1.0)):
+        check(fn, np.empty(1000), s)
+    same_exception(fn, np.empty(1000), 1.0)     # overflow at j = 710
 
 
 def test_nan_and_infinities(rng):
@@ -300,6 +314,9 @@ def test_loops_call_vector_variants(rng):
     assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
     fn = jit(exp_sum)
     fn(x)
+    assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
+    fn = jit(exp_fill)
+    fn(np.empty(100), 0.1)
     assert re.search(r"call\w*\s+kl_vexp[248]\b", fn.inspect_asm())
     fn = jit(softmax_rows)
     y = x.reshape(10, 10).astype(np.float32)

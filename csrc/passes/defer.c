@@ -300,21 +300,22 @@ pfor_of(const Defer *D)
 
 /* May L store and still run twice?  Only in the body of a prange loop,
  * whose array contents are unspecified after a raise anyway (so L's
- * stores past the failing iteration may stay), compiled for arguments
- * that share no memory (noalias), when L reads no array it writes: then
- * C reads what L read and stores the same values up to the raise.  Every
- * access must be to an entry parameter's array, passed by the pfor. */
+ * stores past the failing iteration may stay), when L reads no array it
+ * writes -- with arguments that share no memory (noalias) when it reads
+ * any: then C reads what L read and stores the same values up to the
+ * raise.  Every access must be to an entry parameter's array, passed by
+ * the pfor. */
 static int
 may_store_twice(const Defer *D)
 {
     const KlFunc *f = D->f;
-    const KlInst *pfor = NULL;
-    if (!f->mod->options.noalias || (pfor = pfor_of(D)) == NULL) {
+    const KlInst *pfor = pfor_of(D);
+    if (pfor == NULL) {
         return 0;
     }
     const KlFunc *host = f->mod->funcs[0];
     char *role = calloc((size_t)host->nparams + 1, 1);   /* 1 read 2 write */
-    int ok = role != NULL;
+    int ok = role != NULL, reads = 0;
     for (int32_t b = 0; ok && b < f->nblocks; b++) {
         const KlBlock *blk = &f->blocks[b];
         for (int32_t k = 0; ok && in_loop(D, b) && k < blk->insts.len; k++) {
@@ -326,12 +327,13 @@ may_store_twice(const Defer *D)
             ok = e >= 0 && e < host->nparams;
             if (ok) {
                 role[e] |= in->op == KL_OP_load ? 1 : 2;
+                reads |= in->op == KL_OP_load;
                 ok = role[e] != 3;
             }
         }
     }
     free(role);
-    return ok;
+    return ok && (!reads || f->mod->options.noalias);
 }
 
 /* Does L's body qualify: no inner loop, no side effect but stores that
