@@ -1,7 +1,8 @@
 """Generated kernels against CPython, aimed at the newest loop optimisations:
 
 (1) deferred float checks (passes/defer.c): innermost loops without stores
-    or calls, with several float checks per iteration (zero divisors of
+    (or, in prange bodies, with stores into an array they do not read) or
+    calls, with several float checks per iteration (zero divisors of
     Python floats and ints, math domain and range errors, complex division,
     `**`), under `if`/`else` and `continue`, next to integer division (not
     deferred), bounds checks and a user `raise`; values of every kind carried
@@ -245,6 +246,49 @@ def test_deferred_every_order(rng):
             b[k2] = -3.0
             check(f, b, 2.0, 3)
     check(f, np.zeros(0), 0.0, 0)        # no iteration: nothing fails
+
+
+STORES = [
+    "w[i, j % w.shape[1]] = s",
+    "w[i, (j * 3) % w.shape[1]] = v * x + s",
+    "w[i, j % w.shape[1]] = math.exp(v - 9.0)",
+    "w[i, j % w.shape[1]] = math.log(v + 4.0) + s",
+    # reads what it writes: never deferred
+    "w[i, j % w.shape[1]] = w[i, (j + 1) % w.shape[1]] + s",
+]
+
+
+def defer_store_kernel(r):
+    """Source of a prange kernel whose inner loop has float checks and
+    stores into w's row i: deferred when it reads no array it writes."""
+    body = [r.choice(defer_statements(r.randint(-2, 5), r.randint(-2, 5)))
+            for _ in range(r.randint(1, 3))]
+    body = [f"v = float(a[{r.choice(['j', 'j', 'j - 1'])}])",
+            "u = float(b[j % len(b)]) if len(b) > 0 else 0.5"] + body
+    body.insert(r.randint(2, len(body)), r.choice(STORES))
+    loop = (f"for j in {r.choice(DEFER_RANGES[:6])}:\n"
+            + textwrap.indent("\n".join(body), "    "))
+    inner = DEFER_HEAD + loop + f"\nout[i] = {DEFER_RESULT}\n"
+    return ("def top(a, b, x: float, m: int, out, w) -> float:\n"
+            "    for i in prange(out.shape[0]):\n"
+            + textwrap.indent(inner, "        ")
+            + "    return float(out[0])\n")
+
+
+@needs_jit
+@settings(FUZZ, max_examples=40)
+@given(st.randoms(use_true_random=False))
+def test_deferred_checks_with_stores_generated(r):
+    """Deferred checks in prange loops that store (passes/defer.c,
+    may_store_twice): CPython's results and arrays, or its exception."""
+    fn = kernel(defer_store_kernel(r), "top")
+    for _ in range(4):
+        n = r.choice([1, 3, 8, 17, 40])
+        rows = r.choice([1, 2, 5])
+        args = [defer_data(r, n), defer_data(r, r.choice([n, n + 3])),
+                r.choice([1.0, 2.5, -1.0]), r.choice([0, 1, 2]),
+                np.zeros(rows), np.zeros((rows, r.choice([1, 4, n + 1])))]
+        same_outcome(fn, args, True)
 
 
 # ---------------------------------------------------------------------------
