@@ -388,8 +388,9 @@ def test_other_libm_keeps_its_bits(tmp_path):
 
     def run(preload):
         env = dict(os.environ, KILN_CACHE_DIR=str(tmp_path / "cache"))
-        if preload:
-            env["LD_PRELOAD"] = str(lib)
+        if preload:     # after any library already preloaded (ASan's)
+            env["LD_PRELOAD"] = " ".join(
+                filter(None, [os.environ.get("LD_PRELOAD"), str(lib)]))
         r = subprocess.run([sys.executable, "-c", EXP_DRIVER], env=env,
                            capture_output=True, text=True, timeout=300)
         assert r.returncode == 0, r.stderr
