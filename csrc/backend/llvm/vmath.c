@@ -144,15 +144,15 @@ put_log_tables(Text *t)
 
 /* Positional arguments shared by the templates below: 1 the vector of
  * doubles, 2 of i64, 3 of i1, 4 of ptr, 5 the intrinsic suffix (v8f64),
- * 6 N, 7 the libm function, 8 the name's suffix (empty), 9 the i8 global
- * that turns the fast path on (else every lane calls libm), 10 the bits of
- * (1/2 - MARGIN) * 2^-52 (times 2^e: that many ulps of a double in
- * [2^e, 2^(e+1))).  Function arguments follow from 11.  Positional printf
- * needs every argument up to the last used to appear. */
+ * 6 N, 7 the libm function, 8 the i8 global that turns the fast path on
+ * (else every lane calls libm), 9 the bits of (1/2 - MARGIN) * 2^-52
+ * (times 2^e: that many ulps of a double in [2^e, 2^(e+1))).  Function
+ * arguments follow from 10.  Positional printf needs every argument up to
+ * the last used to appear. */
 #define VHEAD \
-"define %1$s @kl_v%7$s%6$d%8$s(%1$s %%x) {\n" \
+"define %1$s @kl_v%7$s%6$d(%1$s %%x) {\n" \
 "entry:\n" \
-"  %%onb = load i8, ptr @%9$s\n" \
+"  %%onb = load i8, ptr @%8$s\n" \
 "  %%on = icmp ne i8 %%onb, 0\n"
 
 /* After a body that defines %y (the rounded fast result before any
@@ -163,7 +163,7 @@ put_log_tables(Text *t)
 "  %%yb = bitcast %1$s %%y to %2$s\n" \
 "  %%expo = and %2$s %%yb, splat (i64 9218868437227405312)\n" \
 "  %%ulpb = bitcast %2$s %%expo to %1$s\n" \
-"  %%lim = fmul %1$s %%ulpb, splat (double 0x%10$016llX)\n" \
+"  %%lim = fmul %1$s %%ulpb, splat (double 0x%9$016llX)\n" \
 "  %%ares = call %1$s @llvm.fabs.%5$s(%1$s %%res)\n" \
 "  %%clear = fcmp olt %1$s %%ares, %%lim\n" \
 "  %%mant = and %2$s %%yb, splat (i64 4503599627370495)\n" \
@@ -198,24 +198,24 @@ put_log_tables(Text *t)
 "  %%" dst " = call %1$s @llvm.masked.gather.%5$s.v%6$dp0(%4$s %%p" dst \
 ", i32 8, %3$s splat (i1 true), %1$s poison)\n"
 
-/* exp.  11 64/ln2, 12 and 13 ln2/64 as a 36-bit head (n * head is exact
- * for |n| < 2^17) plus a tail, 14..17 1/6 1/24 1/120 1/720. */
+/* exp.  10 64/ln2, 11 and 12 ln2/64 as a 36-bit head (n * head is exact
+ * for |n| < 2^17) plus a tail, 13..16 1/6 1/24 1/120 1/720. */
 static const char vexp_text[] =
 VHEAD
 "  %%ax = call %1$s @llvm.fabs.%5$s(%1$s %%x)\n"
 "  %%inr = fcmp olt %1$s %%ax, splat (double 708.0)\n"
 "  %%xs = select %3$s %%inr, %1$s %%x, %1$s zeroinitializer\n"
-"  %%z = fmul %1$s %%xs, splat (double 0x%11$016llX)\n"
+"  %%z = fmul %1$s %%xs, splat (double 0x%10$016llX)\n"
 "  %%nf = call %1$s @llvm.roundeven.%5$s(%1$s %%z)\n"
 "  %%ni = fptosi %1$s %%nf to %2$s\n"
 "  %%j = and %2$s %%ni, splat (i64 63)\n"
 "  %%k = ashr %2$s %%ni, splat (i64 6)\n"
 /* r = x - n ln2/64 as rh + rl: x - n*head is exact */
 "  %%nneg = fneg %1$s %%nf\n"
-"  %%rhi = call %1$s @llvm.fma.%5$s(%1$s %%nneg, %1$s splat (double 0x%12$016llX), %1$s %%xs)\n"
-"  %%ph = fmul %1$s %%nf, splat (double 0x%13$016llX)\n"
+"  %%rhi = call %1$s @llvm.fma.%5$s(%1$s %%nneg, %1$s splat (double 0x%11$016llX), %1$s %%xs)\n"
+"  %%ph = fmul %1$s %%nf, splat (double 0x%12$016llX)\n"
 "  %%phn = fneg %1$s %%ph\n"
-"  %%pl = call %1$s @llvm.fma.%5$s(%1$s %%nf, %1$s splat (double 0x%13$016llX), %1$s %%phn)\n"
+"  %%pl = call %1$s @llvm.fma.%5$s(%1$s %%nf, %1$s splat (double 0x%12$016llX), %1$s %%phn)\n"
 "  %%rh = fadd %1$s %%rhi, %%phn\n"
 "  %%bp = fsub %1$s %%rh, %%rhi\n"
 "  %%ap = fsub %1$s %%rh, %%bp\n"
@@ -224,9 +224,9 @@ VHEAD
 "  %%e = fadd %1$s %%da, %%db\n"
 "  %%rl = fsub %1$s %%e, %%pl\n"
 /* e^r - 1 - rh = rl + rh^2 (1/2 + rh/6 + ... + rh^4/720), |r| < 0.0055 */
-"  %%c4 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s splat (double 0x%17$016llX), %1$s splat (double 0x%16$016llX))\n"
-"  %%c3 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%c4, %1$s splat (double 0x%15$016llX))\n"
-"  %%c2 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%c3, %1$s splat (double 0x%14$016llX))\n"
+"  %%c4 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s splat (double 0x%16$016llX), %1$s splat (double 0x%15$016llX))\n"
+"  %%c3 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%c4, %1$s splat (double 0x%14$016llX))\n"
+"  %%c2 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%c3, %1$s splat (double 0x%13$016llX))\n"
 "  %%c1 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%c2, %1$s splat (double 0.5))\n"
 "  %%r2 = fmul %1$s %%rh, %%rh\n"
 "  %%q = fmul %1$s %%r2, %%c1\n"
@@ -265,8 +265,8 @@ VTAIL;
 "  %%" t "db = fsub %1$s %%" b ", %%" t "bp\n" \
 "  %%" e " = fadd %1$s %%" t "da, %%" t "db\n"
 
-/* log.  11 LOG_OFF, 12 and 13 ln2 as a 42-bit head (k * head is exact)
- * plus a tail, 14..21 1/3 -1/4 1/5 -1/6 1/7 -1/8 1/9 -1/10. */
+/* log.  10 LOG_OFF, 11 and 12 ln2 as a 42-bit head (k * head is exact)
+ * plus a tail, 13..20 1/3 -1/4 1/5 -1/6 1/7 -1/8 1/9 -1/10. */
 static const char vlog_text[] =
 VHEAD
 /* positive normal finite lanes; the others compute log(1) */
@@ -274,7 +274,7 @@ VHEAD
 "  %%ixm = sub %2$s %%ix, splat (i64 4503599627370496)\n"
 "  %%inr = icmp ult %2$s %%ixm, splat (i64 9214364837600034816)\n"
 "  %%ixs = select %3$s %%inr, %2$s %%ix, %2$s splat (i64 4607182418800017408)\n"
-"  %%tmp = sub %2$s %%ixs, splat (i64 %11$llu)\n"
+"  %%tmp = sub %2$s %%ixs, splat (i64 %10$llu)\n"
 "  %%k = ashr %2$s %%tmp, splat (i64 52)\n"
 "  %%i0 = lshr %2$s %%tmp, splat (i64 45)\n"
 "  %%ti = and %2$s %%i0, splat (i64 127)\n"
@@ -291,7 +291,7 @@ GATHER("tl", "kl_log_tlo", "ti")
 "  %%rh = fsub %1$s %%p, splat (double 1.0)\n"
 /* k ln2 - log(c) + rh - rh^2/2, summed exactly into s3 + e1 + e2 + e3 */
 "  %%kd = sitofp %2$s %%k to %1$s\n"
-"  %%a = fmul %1$s %%kd, splat (double 0x%12$016llX)\n"
+"  %%a = fmul %1$s %%kd, splat (double 0x%11$016llX)\n"
 TWOSUM("t1", "s1", "e1", "a", "th")
 TWOSUM("t2", "s2", "e2", "s1", "rh")
 "  %%r2h = fmul %1$s %%rh, %%rh\n"
@@ -301,18 +301,18 @@ TWOSUM("t2", "s2", "e2", "s1", "rh")
 "  %%hl = fmul %1$s %%r2l, splat (double -0.5)\n"
 TWOSUM("t3", "s3", "e3", "s2", "h")
 /* the rest of log1p(r): rh^3 (1/3 - rh/4 + ... - rh^7/10) + rl (1 - rh) */
-"  %%q8 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s splat (double 0x%21$016llX), %1$s splat (double 0x%20$016llX))\n"
-"  %%q7 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q8, %1$s splat (double 0x%19$016llX))\n"
-"  %%q6 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q7, %1$s splat (double 0x%18$016llX))\n"
-"  %%q5 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q6, %1$s splat (double 0x%17$016llX))\n"
-"  %%q4 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q5, %1$s splat (double 0x%16$016llX))\n"
-"  %%q3 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q4, %1$s splat (double 0x%15$016llX))\n"
-"  %%q2 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q3, %1$s splat (double 0x%14$016llX))\n"
+"  %%q8 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s splat (double 0x%20$016llX), %1$s splat (double 0x%19$016llX))\n"
+"  %%q7 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q8, %1$s splat (double 0x%18$016llX))\n"
+"  %%q6 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q7, %1$s splat (double 0x%17$016llX))\n"
+"  %%q5 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q6, %1$s splat (double 0x%16$016llX))\n"
+"  %%q4 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q5, %1$s splat (double 0x%15$016llX))\n"
+"  %%q3 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q4, %1$s splat (double 0x%14$016llX))\n"
+"  %%q2 = call %1$s @llvm.fma.%5$s(%1$s %%rh, %1$s %%q3, %1$s splat (double 0x%13$016llX))\n"
 "  %%r3 = fmul %1$s %%r2h, %%rh\n"
 "  %%u = fmul %1$s %%r3, %%q2\n"
 "  %%rln = fneg %1$s %%rl\n"
 "  %%rlx = call %1$s @llvm.fma.%5$s(%1$s %%rln, %1$s %%rh, %1$s %%rl)\n"
-"  %%klo = call %1$s @llvm.fma.%5$s(%1$s %%kd, %1$s splat (double 0x%13$016llX), %1$s %%tl)\n"
+"  %%klo = call %1$s @llvm.fma.%5$s(%1$s %%kd, %1$s splat (double 0x%12$016llX), %1$s %%tl)\n"
 "  %%m1 = fadd %1$s %%hl, %%u\n"
 "  %%m2 = fadd %1$s %%m1, %%rlx\n"
 "  %%lo = fadd %1$s %%klo, %%m2\n"
@@ -382,14 +382,14 @@ put_fn(Text *t, int f, int n, const char *vd, const char *vi,
     snprintf(sw, sizeof sw, "kl_v%s_on", name);
     if (f == KL_VMATH_EXP) {
         /* ln2/64 = head + tail: head has 36 significant bits */
-        put(t, vexp_text, vd, vi, vb, vp, sfx, n, name, "", sw, lim,
+        put(t, vexp_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
             bits(0x1.71547652b82fep+6), bits(0x1.62e42fefa0000p-7),
             bits(0x1.cf79abc9e3b3ap-46), bits(1.0 / 6), bits(1.0 / 24),
             bits(1.0 / 120), bits(1.0 / 720));
     }
     else {
         /* ln2 = head + tail: head has 42 significant bits */
-        put(t, vlog_text, vd, vi, vb, vp, sfx, n, name, "", sw, lim,
+        put(t, vlog_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
             LOG_OFF, bits(0x1.62e42fefa3800p-1), bits(0x1.ef35793c76730p-45),
             bits(1.0 / 3), bits(-1.0 / 4), bits(1.0 / 5), bits(-1.0 / 6),
             bits(1.0 / 7), bits(-1.0 / 8), bits(1.0 / 9), bits(-1.0 / 10));
@@ -458,8 +458,8 @@ test_inputs(int f, double *x, size_t cap)
 typedef void (*VmathArray)(const double *x, double *out, int64_t n);
 
 /* Runs kl_v<f><width> (switched on) over f's test inputs and compares
- * with libm, bit for bit but for NaNs (log(-1) is NaN in either sign, depending
- * on how libm is reached; kernels raise ValueError there). */
+ * with libm, bit for bit but for NaNs (log(-1) is NaN of either sign,
+ * depending on how libm is reached; kernels raise ValueError there). */
 static int
 self_test(LLVMOrcLLJITRef jit, int f, int width)
 {
