@@ -487,7 +487,8 @@ def test_mandelbrot_vs_cpu():
 # rounding happens (integers, min, max, bool) and stay within the
 # reassociation bound for float sums and products.  The sizes straddle the
 # workgroup (64), the combine shader's slices (2048 partials) and the old
-# 4096-chunk limit; 1 << 20 is the most chunks a reduction gets.
+# 4096-chunk limit; beyond 1 << 18 iterations (the most chunks a reduction
+# gets) chunks hold several: 1 << 20 gives 4 each.
 
 RED_SIZES = (0, 1, 63, 64, 65, 4095, 4096, 4097, 1 << 20)
 

@@ -37,7 +37,7 @@
  * from.  The body's partials params are marked in its param_reduce
  * (vk_reduce_op) so that the backend knows how to combine them. */
 #define KL_VK_MAX_CHUNKS ((int64_t)1 << 30)
-#define KL_VK_RED_CHUNKS ((int64_t)1 << 20)
+#define KL_VK_RED_CHUNKS ((int64_t)1 << 18)
 
 /* Operator families a reduction may use. */
 typedef enum Family {
