@@ -244,14 +244,10 @@ describe_plain(Keyer *k, PyObject *obj)
 static int
 describe_numpy_scalar(Keyer *k, PyObject *obj)
 {
+    if (kl_numpy_scalar_type(obj) == NULL) {
+        return 0;
+    }
     const char *tn = Py_TYPE(obj)->tp_name;
-    if (strncmp(tn, "numpy.", 6) != 0) {
-        return 0;
-    }
-    const KlType *t = kl_type_from_name(tn + 6);
-    if (t == NULL || !kl_type_is_scalar(t)) {
-        return 0;
-    }
     PyObject *bytes = PyObject_CallMethod(obj, "tobytes", NULL);
     put_u8(&k->buf, 'n');
     put_cstr(&k->buf, tn);

@@ -44,6 +44,11 @@ typedef int32_t (*KlEntry)(void **args, void *ret, KlStatus *st);
  * anything outside kiln's language. */
 KlFunc *kl_build_ir(KlModule *m, void *func, KlDiag *d);
 
+/* The kiln scalar type of `obj` (a PyObject *) when it is a NumPy scalar
+ * the frontend folds into a constant (numpy.float32(1.5), numpy.int8(3)),
+ * else NULL. */
+const KlType *kl_numpy_scalar_type(void *obj);
+
 /* ---- passes --------------------------------------------------------- */
 
 /* passes/infer.c: gives every instruction a type, from f->param_types and

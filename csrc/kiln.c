@@ -111,6 +111,36 @@ kl_vec_push(KlArena *a, KlVec *v, int32_t x)
     return 0;
 }
 
+void
+kl_text_printf(KlText *b, const char *fmt, ...)
+{
+    if (b->failed) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = 1;
+        return;
+    }
+    if (b->len + (size_t)n + 1 > b->cap) {
+        size_t cap = (b->cap + (size_t)n + 1) * 2;
+        char *s = realloc(b->s, cap);
+        if (s == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->s = s;
+        b->cap = cap;
+    }
+    va_start(ap, fmt);
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    b->len += (size_t)n;
+}
+
 int
 kl_error(KlDiag *d, KlDiagKind kind, int line, const char *fmt, ...)
 {

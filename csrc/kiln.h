@@ -3,6 +3,7 @@
  * - KlArena: bump allocator owning all memory of one compilation; freed at
  *   once on success and on failure.
  * - KlVec: a growable array of int32 (value, instruction and block ids).
+ * - KlText: a growing malloc'ed string for printed forms.
  * - KlDiag: a user-facing diagnostic (message + Python source line) that the
  *   CPython boundary turns into kiln.CompileError.
  *
@@ -48,6 +49,21 @@ typedef struct KlVec {
 
 /* Appends x; -1 when out of memory. */
 int kl_vec_push(KlArena *a, KlVec *v, int32_t x);
+
+/* ---- growing text (malloc-backed) ------------------------------------ */
+
+/* Text built by kl_text_printf; s is malloc'ed (the caller frees it) and
+ * NUL-terminated once anything was written; failed is set when memory ran
+ * out (s is then incomplete). */
+typedef struct KlText {
+    char *s;
+    size_t len, cap;
+    int failed;
+} KlText;
+
+/* Appends printf-formatted text to t (nothing once t->failed). */
+void kl_text_printf(KlText *t, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* ---- diagnostics ----------------------------------------------------- */
 

@@ -20,6 +20,7 @@ import kiln
 from kiln import prange
 from conftest import JIT_DISABLED, check, rand_array, rand_scalars
 import test_parallel as tp
+from test_vulkan_runtime import run_python
 
 try:
     HAVE_DEVICE = not JIT_DISABLED and kiln.vulkan._device_available()
@@ -295,10 +296,7 @@ def test_array_beyond_storage_range_without_device_addresses():
             raise AssertionError("no ValueError from to_device")
         print("ok")
     """
-    env = dict(os.environ, KILN_VULKAN_NO_BDA="1")
-    env.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    r = subprocess.run([sys.executable, "-c", code], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = run_python(code, KILN_VULKAN_NO_BDA="1")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
@@ -364,10 +362,7 @@ def test_lowest_raise_across_rounds_and_workgroups():
             assert want is not None and outcome(f, marks) == want, case
         print("ok")
     """
-    env = dict(os.environ, KILN_VULKAN_MAX_GROUPS="3")
-    env.setdefault("XDG_RUNTIME_DIR", "/tmp")
-    r = subprocess.run([sys.executable, "-c", code], env=env,
-                       capture_output=True, text=True, timeout=120)
+    r = run_python(code, KILN_VULKAN_MAX_GROUPS="3")
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
 
 
@@ -659,9 +654,7 @@ def test_device_reduction_without_subgroups_subprocess():
         "            assert f(a, dt(7)) == fn(a, dt(7)), (fn, dt, n)",
         "print('ok')",
     ])
-    env = dict(os.environ, KILN_VULKAN_NO_SUBGROUP="1")
-    r = subprocess.run([sys.executable, "-c", code], env=env,
-                       capture_output=True, text=True, timeout=300)
+    r = run_python(code, timeout=300, KILN_VULKAN_NO_SUBGROUP="1")
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "ok"
 

@@ -29,14 +29,14 @@ needs_glslang = pytest.mark.skipif(
     reason="glslangValidator (glslang-tools) is not installed")
 
 
-def run_python(code, **env):
+def run_python(code, timeout=120, **env):
     """Runs code in a fresh interpreter with extra environment variables;
     returns the CompletedProcess."""
     full = dict(os.environ)
     full.setdefault("XDG_RUNTIME_DIR", "/tmp")
     full.update(env)
     return subprocess.run([sys.executable, "-c", code], env=full, cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 # ---- shaders ------------------------------------------------------------

@@ -499,17 +499,24 @@ callee_index(Builder *b, PyObject *fn)
     return f->ncallees++;
 }
 
+const KlType *
+kl_numpy_scalar_type(void *obj)
+{
+    const char *tn = Py_TYPE((PyObject *)obj)->tp_name;
+    if (strncmp(tn, "numpy.", 6) != 0) {
+        return NULL;
+    }
+    const KlType *t = kl_type_from_name(tn + 6);
+    return t != NULL && kl_type_is_scalar(t) ? t : NULL;
+}
+
 /* A numpy scalar becomes a constant of its (strong) type; returns 1 when
  * obj is one, 0 when not, -1 on error. */
 static int
 numpy_scalar(Builder *b, PyObject *obj, Item *out)
 {
-    const char *tn = Py_TYPE(obj)->tp_name;
-    if (strncmp(tn, "numpy.", 6) != 0) {
-        return 0;
-    }
-    const KlType *t = kl_type_from_name(tn + 6);
-    if (t == NULL || !kl_type_is_scalar(t)) {
+    const KlType *t = kl_numpy_scalar_type(obj);
+    if (t == NULL) {
         return 0;
     }
     int32_t v;

@@ -448,38 +448,6 @@ kl_verify(const KlFunc *f, int primitive, KlDiag *d)
 
 /* ---- printer ---------------------------------------------------------- */
 
-typedef struct Buf {
-    char *s;
-    size_t len, cap;
-    int failed;
-} Buf;
-
-static void
-bprintf(Buf *b, const char *fmt, ...)
-{
-    if (b->failed) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    if (b->len + (size_t)n + 1 > b->cap) {
-        size_t cap = (b->cap + (size_t)n + 1) * 2;
-        char *s = realloc(b->s, cap);
-        if (s == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->s = s;
-        b->cap = cap;
-    }
-    va_start(ap, fmt);
-    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    b->len += (size_t)n;
-}
-
 static const char *binop_names[] = {"add", "sub", "mul", "truediv",
                                     "floordiv", "mod", "pow", "lshift",
                                     "rshift", "and", "or", "xor"};
@@ -489,59 +457,59 @@ static const char *attr_names[] = {"shape", "size", "ndim", "real", "imag"};
 
 /* The sub-opcode and immediate part of an instruction's text. */
 static void
-print_details(Buf *b, const KlInst *in)
+print_details(KlText *b, const KlInst *in)
 {
     switch (in->op) {
     case KL_OP_const:
         if (in->type == NULL || in->type->kind == KL_T_INT
             || in->type->kind == KL_T_BOOL) {
-            bprintf(b, " %" PRId64, in->imm.i);
+            kl_text_printf(b, " %" PRId64, in->imm.i);
         }
         else if (in->type->kind == KL_T_FLOAT) {
-            bprintf(b, " %.17g", in->imm.f);
+            kl_text_printf(b, " %.17g", in->imm.f);
         }
         else if (in->type->kind == KL_T_COMPLEX) {
-            bprintf(b, " (%.17g%+.17gj)", in->imm.c.re, in->imm.c.im);
+            kl_text_printf(b, " (%.17g%+.17gj)", in->imm.c.re, in->imm.c.im);
         }
         else {
-            bprintf(b, " None");
+            kl_text_printf(b, " None");
         }
         break;
     case KL_OP_arg:
     case KL_OP_dim:
-        bprintf(b, " %" PRId64, in->imm.i);
+        kl_text_printf(b, " %" PRId64, in->imm.i);
         break;
     case KL_OP_py_binop:
-        bprintf(b, " %s", binop_names[in->aux]);
+        kl_text_printf(b, " %s", binop_names[in->aux]);
         break;
     case KL_OP_py_unop:
-        bprintf(b, " %s", unop_names[in->aux]);
+        kl_text_printf(b, " %s", unop_names[in->aux]);
         break;
     case KL_OP_py_cmp:
     case KL_OP_cmp:
-        bprintf(b, " %s", cmp_names[in->aux]);
+        kl_text_printf(b, " %s", cmp_names[in->aux]);
         break;
     case KL_OP_py_getattr:
-        bprintf(b, " %s", attr_names[in->aux]);
+        kl_text_printf(b, " %s", attr_names[in->aux]);
         break;
     case KL_OP_py_builtin:
-        bprintf(b, " %s", kl_builtin_pyname(in->aux));
+        kl_text_printf(b, " %s", kl_builtin_pyname(in->aux));
         break;
     case KL_OP_math:
-        bprintf(b, " %s", kl_math_name(in->aux));
+        kl_text_printf(b, " %s", kl_math_name(in->aux));
         break;
     case KL_OP_py_call:
-        bprintf(b, " callee%" PRId64, in->imm.i);
+        kl_text_printf(b, " callee%" PRId64, in->imm.i);
         break;
     case KL_OP_call:
     case KL_OP_pfor:
-        bprintf(b, " f%" PRId64, in->imm.i);
+        kl_text_printf(b, " f%" PRId64, in->imm.i);
         break;
     case KL_OP_scratch:
-        bprintf(b, " %" PRId64, in->imm.i);
+        kl_text_printf(b, " %" PRId64, in->imm.i);
         break;
     case KL_OP_raise:
-        bprintf(b, " site%" PRId64, in->imm.i);
+        kl_text_printf(b, " site%" PRId64, in->imm.i);
         break;
     default:
         break;
@@ -564,66 +532,66 @@ type_text(const KlType *t)
 }
 
 static void
-print_inst(Buf *b, const KlFunc *f, int32_t id)
+print_inst(KlText *b, const KlFunc *f, int32_t id)
 {
     const KlInst *in = &f->insts[id];
-    bprintf(b, "    ");
+    kl_text_printf(b, "    ");
     if (in->type != kl_void) {
-        bprintf(b, "%%%d:%s = ", id, type_text(in->type));
+        kl_text_printf(b, "%%%d:%s = ", id, type_text(in->type));
     }
-    bprintf(b, "%s", kl_op_name(in->op));
+    kl_text_printf(b, "%s", kl_op_name(in->op));
     print_details(b, in);
     if (in->op == KL_OP_jump) {
-        bprintf(b, " b%" PRId64 "(", in->imm.i);
+        kl_text_printf(b, " b%" PRId64 "(", in->imm.i);
     }
     for (int32_t i = 0; i < in->nargs; i++) {
-        bprintf(b, "%s%%%d", i == 0 && in->op != KL_OP_jump ? " " :
+        kl_text_printf(b, "%s%%%d", i == 0 && in->op != KL_OP_jump ? " " :
                 i == 0 ? "" : ", ", in->args[i]);
     }
     if (in->op == KL_OP_jump) {
-        bprintf(b, ")");
+        kl_text_printf(b, ")");
     }
     if (in->op == KL_OP_branch) {
-        bprintf(b, ", b%" PRId64 ", b%d", in->imm.i, in->aux);
+        kl_text_printf(b, ", b%" PRId64 ", b%d", in->imm.i, in->aux);
     }
-    bprintf(b, "\n");
+    kl_text_printf(b, "\n");
 }
 
 static void
-print_func(Buf *b, const KlFunc *f, int index)
+print_func(KlText *b, const KlFunc *f, int index)
 {
-    bprintf(b, "func f%d %s(", index, f->name);
+    kl_text_printf(b, "func f%d %s(", index, f->name);
     for (int32_t i = 0; i < f->nparams; i++) {
-        bprintf(b, "%s%s: %s", i ? ", " : "",
+        kl_text_printf(b, "%s%s: %s", i ? ", " : "",
                 f->param_names ? f->param_names[i] : "?",
                 f->param_types ? type_text(f->param_types[i]) : "?");
     }
-    bprintf(b, ") -> %s\n", type_text(f->ret_type));
+    kl_text_printf(b, ") -> %s\n", type_text(f->ret_type));
     for (int32_t l = 0; l < f->nloops; l++) {
         const KlLoop *lp = &f->loops[l];
-        bprintf(b, "  loop%d: header b%d, body b%d, exit b%d, parent %d%s\n",
+        kl_text_printf(b, "  loop%d: header b%d, body b%d, exit b%d, parent %d%s\n",
                 l, lp->header, lp->body, lp->exit, lp->parent,
                 lp->parallel ? ", parallel" : "");
     }
     for (int32_t k = 0; k < f->nblocks; k++) {
         const KlBlock *blk = &f->blocks[k];
-        bprintf(b, "  b%d(", k);
+        kl_text_printf(b, "  b%d(", k);
         for (int32_t p = 0; p < blk->nparams; p++) {
             const KlInst *in = &f->insts[blk->insts.items[p]];
-            bprintf(b, "%s%%%d:%s", p ? ", " : "", blk->insts.items[p],
+            kl_text_printf(b, "%s%%%d:%s", p ? ", " : "", blk->insts.items[p],
                     type_text(in->type));
         }
-        bprintf(b, "):");
+        kl_text_printf(b, "):");
         if (blk->loop >= 0) {
-            bprintf(b, "  ; loop%d", blk->loop);
+            kl_text_printf(b, "  ; loop%d", blk->loop);
         }
-        bprintf(b, "\n");
+        kl_text_printf(b, "\n");
         int line = -1;
         for (int32_t p = blk->nparams; p < blk->insts.len; p++) {
             int32_t id = blk->insts.items[p];
             if (f->insts[id].line != line && f->insts[id].line > 0) {
                 line = f->insts[id].line;
-                bprintf(b, "    ; line %d\n", line);
+                kl_text_printf(b, "    ; line %d\n", line);
             }
             print_inst(b, f, id);
         }
@@ -633,7 +601,7 @@ print_func(Buf *b, const KlFunc *f, int index)
 char *
 kl_func_print(const KlFunc *f)
 {
-    Buf b = {0};
+    KlText b = {0};
     int index = 0;
     for (int32_t i = 0; i < f->mod->nfuncs; i++) {
         if (f->mod->funcs[i] == f) {
@@ -651,15 +619,15 @@ kl_func_print(const KlFunc *f)
 char *
 kl_module_print(const KlModule *m)
 {
-    Buf b = {0};
+    KlText b = {0};
     for (int32_t i = 0; i < m->nfuncs; i++) {
         if (i > 0) {
-            bprintf(&b, "\n");
+            kl_text_printf(&b, "\n");
         }
         print_func(&b, m->funcs[i], i);
     }
     for (int32_t i = 0; i < m->nraises; i++) {
-        bprintf(&b, "site%d: kind %d, line %d, \"%s\"\n", i, m->raises[i].kind,
+        kl_text_printf(&b, "site%d: kind %d, line %d, \"%s\"\n", i, m->raises[i].kind,
                 m->raises[i].line, m->raises[i].msg);
     }
     if (b.failed || b.s == NULL) {

@@ -30,7 +30,6 @@
  */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
-#include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -49,44 +48,6 @@
 #define LOG_OFF 0x3FE6A00000000000ull
 #define LOG_ONE 74
 
-/* Appends printf-formatted text to a growing malloc'ed buffer. */
-typedef struct Text {
-    char *s;
-    size_t len, cap;
-    int failed;
-} Text;
-
-static void
-put(Text *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void
-put(Text *t, const char *fmt, ...)
-{
-    va_list ap;
-    for (;;) {
-        size_t room = t->cap - t->len;
-        va_start(ap, fmt);
-        int n = t->failed ? 0 : vsnprintf(t->s + t->len, room, fmt, ap);
-        va_end(ap);
-        if (t->failed || n < 0) {
-            t->failed = 1;
-            return;
-        }
-        if ((size_t)n < room) {
-            t->len += (size_t)n;
-            return;
-        }
-        size_t cap = (t->cap + (size_t)n) * 2;
-        char *s = realloc(t->s, cap);
-        if (s == NULL) {
-            t->failed = 1;
-            return;
-        }
-        t->s = s;
-        t->cap = cap;
-    }
-}
-
 /* The bits of double v, as LLVM IR writes a double constant. */
 static unsigned long long
 bits(double v)
@@ -98,19 +59,19 @@ bits(double v)
 
 /* A constant global array `name` of n doubles. */
 static void
-put_table(Text *t, const char *name, const double *v, int n)
+put_table(KlText *t, const char *name, const double *v, int n)
 {
-    put(t, "@%s = internal constant [%d x double] [", name, n);
+    kl_text_printf(t, "@%s = internal constant [%d x double] [", name, n);
     for (int j = 0; j < n; j++) {
-        put(t, "%sdouble 0x%016llX", j ? ", " : "", bits(v[j]));
+        kl_text_printf(t, "%sdouble 0x%016llX", j ? ", " : "", bits(v[j]));
     }
-    put(t, "]\n");
+    kl_text_printf(t, "]\n");
 }
 
 /* 2^(j/64) for j < 64 as a sum hi + lo of doubles, from long double
  * (about 2^-63 relative: 1/2000 ulp of the result). */
 static void
-put_exp_tables(Text *t)
+put_exp_tables(KlText *t)
 {
     double hi[EXP_TABLE], lo[EXP_TABLE];
     for (int j = 0; j < EXP_TABLE; j++) {
@@ -125,7 +86,7 @@ put_exp_tables(Text *t)
 /* For each of log's intervals: c, the double nearest 1 / its midpoint (1
  * for the two around z = 1), and -log(c) as hi + lo, from long double. */
 static void
-put_log_tables(Text *t)
+put_log_tables(KlText *t)
 {
     double c[LOG_TABLE], hi[LOG_TABLE], lo[LOG_TABLE];
     for (int i = 0; i < LOG_TABLE; i++) {
@@ -367,11 +328,11 @@ static const struct {
 /* Appends function f's scalar wrapper, switch, variant (and its tested
  * copy) and self-test loop for width n; vd..sfx as in the templates. */
 static void
-put_fn(Text *t, int f, int n, const char *vd, const char *vi,
+put_fn(KlText *t, int f, int n, const char *vd, const char *vi,
        const char *vb, const char *vp, const char *sfx)
 {
     const char *name = vfns[f].name;
-    put(t, "declare double @%s(double)\n"
+    kl_text_printf(t, "declare double @%s(double)\n"
            "define double @kl_%s(double %%x) {\n"
            "  %%r = tail call double @%s(double %%x)\n"
            "  ret double %%r\n"
@@ -382,19 +343,19 @@ put_fn(Text *t, int f, int n, const char *vd, const char *vi,
     snprintf(sw, sizeof sw, "kl_v%s_on", name);
     if (f == KL_VMATH_EXP) {
         /* ln2/64 = head + tail: head has 36 significant bits */
-        put(t, vexp_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
+        kl_text_printf(t, vexp_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
             bits(0x1.71547652b82fep+6), bits(0x1.62e42fefa0000p-7),
             bits(0x1.cf79abc9e3b3ap-46), bits(1.0 / 6), bits(1.0 / 24),
             bits(1.0 / 120), bits(1.0 / 720));
     }
     else {
         /* ln2 = head + tail: head has 42 significant bits */
-        put(t, vlog_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
+        kl_text_printf(t, vlog_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
             LOG_OFF, bits(0x1.62e42fefa3800p-1), bits(0x1.ef35793c76730p-45),
             bits(1.0 / 3), bits(-1.0 / 4), bits(1.0 / 5), bits(-1.0 / 6),
             bits(1.0 / 7), bits(-1.0 / 8), bits(1.0 / 9), bits(-1.0 / 10));
     }
-    put(t, varray_text, vd, vi, vb, vp, sfx, n, name);
+    kl_text_printf(t, varray_text, vd, vi, vb, vp, sfx, n, name);
 }
 
 /* The text of function f's module for vectors of n doubles (malloc'ed),
@@ -408,8 +369,8 @@ module_text(int f, int n)
     snprintf(vb, sizeof vb, "<%d x i1>", n);
     snprintf(vp, sizeof vp, "<%d x ptr>", n);
     snprintf(sfx, sizeof sfx, "v%df64", n);
-    Text t = {0};
-    put(&t, decls_text, vd, vi, vb, vp, sfx, n);
+    KlText t = {0};
+    kl_text_printf(&t, decls_text, vd, vi, vb, vp, sfx, n);
     if (f == KL_VMATH_EXP) {
         put_exp_tables(&t);
     }
