@@ -271,23 +271,31 @@ declare_math(Cg *cg, const char *name, LLVMTypeRef fnty)
     return callee;
 }
 
-/* float64 exp(x) or log(x) (libm function `name`) as a call of kl_<name>
- * (libm's, jit.c), which the loop vectoriser may replace with
- * kl_v<name>N (vmath.c, N = width): they give the same bits.  The variant
- * is declared and kept in llvm.compiler.used (kl_llvm_codegen) so that it
- * survives until the vectoriser runs. */
-static LLVMValueRef
-emit_vmath_call(Cg *cg, KlVmath fn, const char *name, LLVMValueRef x,
-                int width)
+/* vmath.c's name for libm function fn (exp or log). */
+static KlVmath
+vmath_of(KlMathFn fn)
 {
+    return fn == KL_MATH_exp ? KL_VMATH_EXP : KL_VMATH_LOG;
+}
+
+/* float64 exp(x) or log(x) (fn) as a call of kl_exp / kl_log (libm's,
+ * jit.c), which the loop vectoriser may replace with kl_vexpN / kl_vlogN
+ * (vmath.c): they give the same bits.  The variant is declared and kept in
+ * llvm.compiler.used (keep_vmath) so that it survives until the
+ * vectoriser runs. */
+static LLVMValueRef
+emit_vmath_call(Cg *cg, KlMathFn fn, LLVMValueRef x)
+{
+    KlVmath vm = vmath_of(fn);
+    int width = kl_llvm_vmath_width(vm);
     char scalar[16], vector[16], variant[64];
-    snprintf(scalar, sizeof(scalar), "kl_%s", name);
-    snprintf(vector, sizeof(vector), "kl_v%s%d", name, width);
+    snprintf(scalar, sizeof(scalar), "kl_%s", math_names[fn]);
+    snprintf(vector, sizeof(vector), "kl_v%s%d", math_names[fn], width);
     int n = snprintf(variant, sizeof(variant), "_ZGV_LLVM_N%dv_%s(%s)",
                      width, scalar, vector);
-    if (cg->vmath[fn] == NULL) {
+    if (cg->vmath[vm] == NULL) {
         LLVMTypeRef v = LLVMVectorType(cg->f64, (unsigned)width);
-        cg->vmath[fn] = declare_math(cg, vector,
+        cg->vmath[vm] = declare_math(cg, vector,
                                      LLVMFunctionType(v, &v, 1, 0));
     }
     LLVMTypeRef fnty = LLVMFunctionType(cg->f64, &cg->f64, 1, 0);
@@ -336,15 +344,9 @@ emit_math(Cg *cg, KlMathFn fn, const KlType *t, LLVMValueRef *args,
         callee = LLVMGetIntrinsicDeclaration(cg->mod, id, &ty, 1);
         fnty = LLVMIntrinsicGetType(cg->ctx, id, &ty, 1);
     }
-    else if (fn == KL_MATH_exp && t->bits == 64
-             && kl_llvm_vmath_width(KL_VMATH_EXP)) {
-        return emit_vmath_call(cg, KL_VMATH_EXP, "exp", args[0],
-                               kl_llvm_vmath_width(KL_VMATH_EXP));
-    }
-    else if (fn == KL_MATH_log && t->bits == 64
-             && kl_llvm_vmath_width(KL_VMATH_LOG)) {
-        return emit_vmath_call(cg, KL_VMATH_LOG, "log", args[0],
-                               kl_llvm_vmath_width(KL_VMATH_LOG));
+    else if (t->bits == 64 && (fn == KL_MATH_exp || fn == KL_MATH_log)
+             && kl_llvm_vmath_width(vmath_of(fn)) > 0) {
+        return emit_vmath_call(cg, fn, args[0]);
     }
     else {
         char name[32];

@@ -19,9 +19,10 @@
  * band libm and the fast path round to the same double: every lane
  * returns what libm returns.  Once per process, on first use, a
  * self-test compares each function with libm on a spread of inputs before
- * its fast path is switched on (kl_vexp_on, kl_vlog_on); a mismatch (another libm) leaves it off:
- * every lane then calls libm, so code kept on disk stays right too, and
- * kernels compiled in that process call libm only.
+ * its fast path is switched on (kl_vexp_on, kl_vlog_on); a mismatch
+ * (another libm) leaves it off: every lane then calls libm, so code kept
+ * on disk stays right too, and kernels compiled in that process call libm
+ * only.
  *
  * Each function's variant lives in a module of its own, added to the JIT
  * when a kernel first needs it (the text below);
@@ -332,28 +333,31 @@ put_fn(KlText *t, int f, int n, const char *vd, const char *vi,
        const char *vb, const char *vp, const char *sfx)
 {
     const char *name = vfns[f].name;
-    kl_text_printf(t, "declare double @%s(double)\n"
-           "define double @kl_%s(double %%x) {\n"
-           "  %%r = tail call double @%s(double %%x)\n"
-           "  ret double %%r\n"
-           "}\n"
-           "@kl_v%s_on = global i8 0\n", name, name, name, name);
+    kl_text_printf(t,
+                   "declare double @%s(double)\n"
+                   "define double @kl_%s(double %%x) {\n"
+                   "  %%r = tail call double @%s(double %%x)\n"
+                   "  ret double %%r\n"
+                   "}\n"
+                   "@kl_v%s_on = global i8 0\n", name, name, name, name);
     unsigned long long lim = bits((0.5 - vfns[f].margin) * 0x1p-52);
     char sw[32];
     snprintf(sw, sizeof sw, "kl_v%s_on", name);
     if (f == KL_VMATH_EXP) {
         /* ln2/64 = head + tail: head has 36 significant bits */
         kl_text_printf(t, vexp_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
-            bits(0x1.71547652b82fep+6), bits(0x1.62e42fefa0000p-7),
-            bits(0x1.cf79abc9e3b3ap-46), bits(1.0 / 6), bits(1.0 / 24),
-            bits(1.0 / 120), bits(1.0 / 720));
+                       bits(0x1.71547652b82fep+6), bits(0x1.62e42fefa0000p-7),
+                       bits(0x1.cf79abc9e3b3ap-46), bits(1.0 / 6),
+                       bits(1.0 / 24), bits(1.0 / 120), bits(1.0 / 720));
     }
     else {
         /* ln2 = head + tail: head has 42 significant bits */
         kl_text_printf(t, vlog_text, vd, vi, vb, vp, sfx, n, name, sw, lim,
-            LOG_OFF, bits(0x1.62e42fefa3800p-1), bits(0x1.ef35793c76730p-45),
-            bits(1.0 / 3), bits(-1.0 / 4), bits(1.0 / 5), bits(-1.0 / 6),
-            bits(1.0 / 7), bits(-1.0 / 8), bits(1.0 / 9), bits(-1.0 / 10));
+                       LOG_OFF, bits(0x1.62e42fefa3800p-1),
+                       bits(0x1.ef35793c76730p-45), bits(1.0 / 3),
+                       bits(-1.0 / 4), bits(1.0 / 5), bits(-1.0 / 6),
+                       bits(1.0 / 7), bits(-1.0 / 8), bits(1.0 / 9),
+                       bits(-1.0 / 10));
     }
     kl_text_printf(t, varray_text, vd, vi, vb, vp, sfx, n, name);
 }
