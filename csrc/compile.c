@@ -10,6 +10,7 @@
 #include <Python.h>
 
 #include "compile.h"
+#include "passes/steps.h"
 #include "runtime/vkexec.h"
 
 #include <stdlib.h>
@@ -200,11 +201,18 @@ indexes_arrays(const KlFunc *f)
     return 0;
 }
 
-/* The Vulkan target: a serial kernel for a module without `pfor`, else
- * one kernel per pfor body plus the host code that dispatches them. */
+/* The Vulkan target: a serial kernel for a module without `pfor`; else
+ * one kernel per pfor body, plus either a serial kernel per step of the
+ * entry split at its pfors (passes/steps.h) or, when it cannot be split,
+ * host code that dispatches the bodies. */
 static int
 vulkan_kernels(KlCompiled *c, KlModule *m, int want_text, KlDiag *d)
 {
+    KlSteps plan;
+    int split = kl_steps(m, &plan, d);
+    if (split < 0) {
+        return -1;
+    }
     void **kernels = calloc((size_t)m->nfuncs + 1, sizeof(void *));
     uint8_t *body = calloc((size_t)m->nfuncs + 1, 1);
     int rc = -1;
@@ -212,7 +220,7 @@ vulkan_kernels(KlCompiled *c, KlModule *m, int want_text, KlDiag *d)
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         goto done;
     }
-    int32_t nbodies = 0;
+    int32_t nkernels = 0;
     for (int32_t fi = 0; fi < m->nfuncs; fi++) {
         const KlFunc *f = m->funcs[fi];
         for (int32_t i = 0; i < f->ninsts; i++) {
@@ -220,31 +228,42 @@ vulkan_kernels(KlCompiled *c, KlModule *m, int want_text, KlDiag *d)
             if (f->insts[i].op == KL_OP_pfor && b >= 0 && b < m->nfuncs
                 && !body[b]) {
                 body[b] = 1;
-                nbodies++;
+                nkernels++;
             }
         }
     }
-    if (nbodies == 0) {
+    if (nkernels == 0) {
         c->vk_serial = kl_vk_kernel_new(m, 0, KL_SPV_SERIAL, d);
         rc = c->vk_serial != NULL ? 0 : -1;
         goto done;
     }
-    c->vk_kernels = calloc((size_t)nbodies, sizeof(KlVkKernel *));
+    int32_t first_step = split ? plan.first : m->nfuncs;
+    nkernels += m->nfuncs - first_step;
+    c->vk_kernels = calloc((size_t)nkernels, sizeof(KlVkKernel *));
     if (c->vk_kernels == NULL) {
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         goto done;
     }
     for (int32_t fi = 0; fi < m->nfuncs; fi++) {
-        if (!body[fi]) {
-            c->host_reads_arrays |= (uint8_t)indexes_arrays(m->funcs[fi]);
+        int step = fi >= first_step;
+        if (!body[fi] && !step) {
+            c->host_reads_arrays |= (uint8_t)(!split
+                                              && indexes_arrays(m->funcs[fi]));
             continue;
         }
-        KlVkKernel *k = kl_vk_kernel_new(m, fi, KL_SPV_PFOR, d);
+        KlVkKernel *k = kl_vk_kernel_new(m, fi, step ? KL_SPV_SERIAL
+                                                     : KL_SPV_PFOR, d);
         if (k == NULL) {
             goto done;
         }
         c->vk_kernels[c->nvk++] = k;
         kernels[fi] = k;
+    }
+    if (split) {
+        c->vk_steps = kl_vk_steps_new(m, &plan, (KlVkKernel *const *)kernels,
+                                      d);
+        rc = c->vk_steps != NULL ? 0 : -1;
+        goto done;
     }
     m->pfor_kernels = kernels;
     c->entry = kl_llvm_compile(m, want_text ? &c->text : NULL, d);
@@ -363,5 +382,6 @@ kl_compiled_free(KlCompiled *c)
         kl_vk_kernel_free(c->vk_kernels[i]);
     }
     free(c->vk_kernels);
+    kl_vk_steps_free(c->vk_steps);
     free(c);
 }

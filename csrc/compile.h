@@ -125,6 +125,10 @@ typedef struct KlCompiled {
     struct KlVkKernel **vk_kernels; /* with prange: the kernel of each pfor
                                        body the host code (entry) calls */
     int32_t nvk;
+    struct KlVkSteps *vk_steps;     /* with prange, when the entry was split
+                                       into steps run on the device (steps
+                                       and bodies are in vk_kernels; entry
+                                       is NULL); else NULL */
     uint8_t host_reads_arrays;      /* with prange: the host code accesses
                                        array elements (so it cannot take
                                        arrays living in device memory) */

@@ -1093,11 +1093,13 @@ run(const KlCompiled *c, void **argv)
     int32_t rc;
     KlEntry entry = c->entry;
     PyThreadState *ts = PyThreadState_Get();
-    if (c->vk_serial != NULL) {
+    if (c->vk_serial != NULL || c->vk_steps != NULL) {
         KlDiag d;
         memset(&d, 0, sizeof(d));
         ts = PyEval_SaveThread();
-        rc = kl_vk_serial(c->vk_serial, argv, &ret, &st, &d);
+        rc = c->vk_serial != NULL
+             ? kl_vk_serial(c->vk_serial, argv, &ret, &st, &d)
+             : kl_vk_steps_run(c->vk_steps, argv, &ret, &st, &d);
         PyEval_RestoreThread(ts);
         if (rc < 0) {
             if (d.kind == KL_DIAG_NOMEM) {

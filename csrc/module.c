@@ -295,11 +295,10 @@ inspect_text(KlDispatcher *self, PyObject *args, PyObject *kwds, int which)
     const char *text = which == TEXT_IR ? t->ir_text
                        : which == TEXT_LLVM ? t->text.llvm_ir
                        : t->text.asm_text;
-    if (text == NULL && t->vk_serial != NULL) {
+    if (text == NULL && (t->vk_serial != NULL || t->vk_steps != NULL)) {
         PyErr_SetString(PyExc_ValueError,
-                        "kiln: a Vulkan kernel without prange runs entirely "
-                        "on the device and has no host code; see "
-                        "inspect_spirv()");
+                        "kiln: this Vulkan kernel runs entirely on the "
+                        "device and has no host code; see inspect_spirv()");
         return NULL;
     }
     if (text == NULL) {

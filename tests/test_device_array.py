@@ -70,10 +70,22 @@ def psum(a: i64[:]) -> int:
     return s
 
 
-def first_then_bump(a: f64[:]) -> float:
-    x = a[0]                    # read on the host, outside the prange
+def bump_around(a: f64[:]) -> float:
+    x = a[0]                    # serial code before the prange...
     for i in prange(a.shape[0]):
         a[i] += 1.0
+    a[0] = a[0] * 10.0 + x      # ...and after it
+    return x + a[a.shape[0] - 1]
+
+
+def bump_all(a: f64[:]):
+    for i in prange(a.shape[0]):
+        a[i] += 1.0
+
+
+def first_then_call(a: f64[:]) -> float:
+    x = a[0]                    # read on the host: the prange is in a callee
+    bump_all(a)
     return x
 
 
@@ -274,8 +286,19 @@ def test_cpu_kernel_refuses_device_array():
 
 
 @needs_device
+def test_serial_code_around_prange_reads_and_writes_device_array(rng):
+    gpu = kiln.jit(target="vulkan")(bump_around)
+    init = rng.standard_normal(37)
+    a = init.copy()
+    want = bump_around(a)
+    d = to_device(init)
+    assert gpu(d) == want
+    np.testing.assert_array_equal(d.copy_to_host(), a)
+
+
+@needs_device
 def test_host_code_reading_arrays_refuses_device_array():
-    gpu = kiln.jit(target="vulkan")(first_then_bump)
+    gpu = kiln.jit(target="vulkan")(first_then_call)
     a = np.arange(4.0)
     assert gpu(a) == 0.0                  # host arrays are fine
     np.testing.assert_array_equal(a, np.arange(4.0) + 1)

@@ -75,6 +75,28 @@ int32_t kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs,
 /* The message of this thread's last kl_vk_pfor device failure. */
 const char *kl_vk_last_error(void);
 
+/* ---- entries split into steps (passes/steps.h) ------------------------ */
+
+typedef struct KlSteps KlSteps;
+typedef struct KlVkSteps KlVkSteps;
+
+/* The runner of module m's entry split by kl_steps into `plan`:
+ * kernels[fi] is the KlVkKernel of module function fi for every step
+ * (KL_SPV_SERIAL) and every pfor body (KL_SPV_PFOR); the runner keeps
+ * pointers to them (they must outlive it).  NULL with d filled. */
+KlVkSteps *kl_vk_steps_new(const KlModule *m, const KlSteps *plan,
+                           KlVkKernel *const *kernels, KlDiag *d);
+void kl_vk_steps_free(KlVkSteps *s);
+
+/* Runs the split entry on args (KlEntry's ABI), as kl_vk_serial: step 0,
+ * then while a step suspends at a pfor, that pfor's dispatch (kl_vk_pfor)
+ * and the step after it.  The steps' state and scratch arrays live in
+ * host memory allocated for the call.  0 with the result in ret, 1 when
+ * it raised (st filled; site -1 when a pfor dispatch failed, message from
+ * kl_vk_last_error()), -1 with d filled.  Call without the GIL. */
+int32_t kl_vk_steps_run(const KlVkSteps *s, void **args, void *ret,
+                        KlStatus *st, KlDiag *d);
+
 /* ---- device memory standing for arrays (DeviceArray) ----------------- */
 
 /* Reserves an address range of `size` bytes that no host memory will ever
