@@ -186,92 +186,47 @@ lower_all(KlModule *m, KlDiag *d)
     return 0;
 }
 
-/* Whether function f reads or writes elements of arrays other than its
- * own `scratch` arrays (reduction partials). */
-static int
-indexes_arrays(const KlFunc *f)
-{
-    for (int32_t i = 0; i < f->ninsts; i++) {
-        const KlInst *in = &f->insts[i];
-        if (in->op == KL_OP_elemptr
-            && f->insts[in->args[0]].op != KL_OP_scratch) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* The Vulkan target: a serial kernel for a module without `pfor`; else
- * one kernel per pfor body, plus either a serial kernel per step of the
- * entry split at its pfors (passes/steps.h) or, when it cannot be split,
- * host code that dispatches the bodies. */
+ * a serial kernel per step of the entry split at its pfors
+ * (passes/steps.h) and a kernel per pfor body. */
 static int
-vulkan_kernels(KlCompiled *c, KlModule *m, int want_text, KlDiag *d)
+vulkan_kernels(KlCompiled *c, KlModule *m, KlDiag *d)
 {
     KlSteps plan;
     int split = kl_steps(m, &plan, d);
-    if (split < 0) {
-        return -1;
+    if (split <= 0) {
+        c->vk_serial = split == 0 ? kl_vk_kernel_new(m, 0, KL_SPV_SERIAL, d)
+                                  : NULL;
+        return c->vk_serial != NULL ? 0 : -1;
     }
-    void **kernels = calloc((size_t)m->nfuncs + 1, sizeof(void *));
-    uint8_t *body = calloc((size_t)m->nfuncs + 1, 1);
+    KlVkKernel **kernels = calloc((size_t)m->nfuncs + 1, sizeof(void *));
+    c->vk_kernels = calloc((size_t)m->nfuncs + 1, sizeof(KlVkKernel *));
     int rc = -1;
-    if (kernels == NULL || body == NULL) {
+    if (kernels == NULL || c->vk_kernels == NULL) {
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         goto done;
     }
-    int32_t nkernels = 0;
-    for (int32_t fi = 0; fi < m->nfuncs; fi++) {
-        const KlFunc *f = m->funcs[fi];
-        for (int32_t i = 0; i < f->ninsts; i++) {
-            int64_t b = f->insts[i].imm.i;
-            if (f->insts[i].op == KL_OP_pfor && b >= 0 && b < m->nfuncs
-                && !body[b]) {
-                body[b] = 1;
-                nkernels++;
-            }
-        }
-    }
-    if (nkernels == 0) {
-        c->vk_serial = kl_vk_kernel_new(m, 0, KL_SPV_SERIAL, d);
-        rc = c->vk_serial != NULL ? 0 : -1;
-        goto done;
-    }
-    int32_t first_step = split ? plan.first : m->nfuncs;
-    nkernels += m->nfuncs - first_step;
-    c->vk_kernels = calloc((size_t)nkernels, sizeof(KlVkKernel *));
-    if (c->vk_kernels == NULL) {
-        kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
-        goto done;
-    }
-    for (int32_t fi = 0; fi < m->nfuncs; fi++) {
-        int step = fi >= first_step;
-        if (!body[fi] && !step) {
-            c->host_reads_arrays |= (uint8_t)(!split
-                                              && indexes_arrays(m->funcs[fi]));
-            continue;
-        }
-        KlVkKernel *k = kl_vk_kernel_new(m, fi, step ? KL_SPV_SERIAL
-                                                     : KL_SPV_PFOR, d);
-        if (k == NULL) {
+    for (int32_t fi = plan.first; fi <= plan.first + plan.npfors; fi++) {
+        if ((kernels[fi] = kl_vk_kernel_new(m, fi, KL_SPV_SERIAL, d))
+            == NULL) {
             goto done;
         }
-        c->vk_kernels[c->nvk++] = k;
-        kernels[fi] = k;
+        c->vk_kernels[c->nvk++] = kernels[fi];
     }
-    if (split) {
-        c->vk_steps = kl_vk_steps_new(m, &plan, (KlVkKernel *const *)kernels,
-                                      d);
-        rc = c->vk_steps != NULL ? 0 : -1;
-        goto done;
+    for (int32_t j = 0; j < plan.npfors; j++) {
+        int32_t fi = plan.pfors[j].body;    /* shared by inlined copies */
+        if (kernels[fi] != NULL) {
+            continue;
+        }
+        if ((kernels[fi] = kl_vk_kernel_new(m, fi, KL_SPV_PFOR, d)) == NULL) {
+            goto done;
+        }
+        c->vk_kernels[c->nvk++] = kernels[fi];
     }
-    m->pfor_kernels = kernels;
-    c->entry = kl_llvm_compile(m, want_text ? &c->text : NULL, d);
-    m->pfor_kernels = NULL;
-    rc = c->entry != NULL ? 0 : -1;
+    c->vk_steps = kl_vk_steps_new(m, &plan, kernels, d);
+    rc = c->vk_steps != NULL ? 0 : -1;
 done:
     free(kernels);
-    free(body);
     return rc;
 }
 
@@ -310,7 +265,7 @@ compile_any(void *func, const KlType **argtypes, int32_t nargs,
         }
     }
     else if (options.target == 1) {
-        if (vulkan_kernels(c, m, want_text, d) < 0) {
+        if (vulkan_kernels(c, m, d) < 0) {
             goto fail;
         }
     }

@@ -119,19 +119,13 @@ typedef struct KlCompiled {
     int32_t nraises;
     char *ir_text;          /* lowered kiln IR, when text was requested */
     KlLlvmText text;        /* LLVM IR and assembly, when requested */
-    /* Vulkan target (KlOptions.target 1): */
+    /* Vulkan target (KlOptions.target 1; entry is NULL): */
     struct KlVkKernel *vk_serial;   /* a kernel without prange: the SPIR-V
-                                       kernel of funcs[0] (entry is NULL) */
-    struct KlVkKernel **vk_kernels; /* with prange: the kernel of each pfor
-                                       body the host code (entry) calls */
+                                       kernel of funcs[0] */
+    struct KlVkKernel **vk_kernels; /* with prange: the kernels of the
+                                       steps, then of the pfor bodies */
     int32_t nvk;
-    struct KlVkSteps *vk_steps;     /* with prange, when the entry was split
-                                       into steps run on the device (steps
-                                       and bodies are in vk_kernels; entry
-                                       is NULL); else NULL */
-    uint8_t host_reads_arrays;      /* with prange: the host code accesses
-                                       array elements (so it cannot take
-                                       arrays living in device memory) */
+    struct KlVkSteps *vk_steps;     /* with prange: their runner */
 } KlCompiled;
 
 /* Compiles Python function `func` (PyObject *) for argument types
@@ -139,8 +133,10 @@ typedef struct KlCompiled {
  * The pipeline: frontend, infer, lower, verify, LLVM.  want_text keeps the
  * IR, LLVM IR and assembly texts.  For the Vulkan target (options.target
  * 1, kl_vk_init done), a module without `pfor` becomes one serial SPIR-V
- * kernel (vk_serial); otherwise the host code is compiled by LLVM and each
- * pfor body becomes a SPIR-V kernel (vk_kernels) that `pfor` dispatches.  NULL with d filled on failure.
+ * kernel (vk_serial); otherwise the entry is split into steps at its
+ * pfors (passes/steps.h), and each step and each pfor body becomes a
+ * SPIR-V kernel (vk_kernels, run by vk_steps).  NULL with d filled on
+ * failure.
  * Requires the GIL. */
 KlCompiled *kl_compile(void *func, const KlType **argtypes, int32_t nargs,
                        const KlType *ret_annot, KlOptions options,

@@ -627,32 +627,6 @@ type_device_array(KlDispatcher *self, int i, PyObject *o, KlSlot *slot)
     return t;
 }
 
-/* Raises TypeError when compiled code c, whose host part reads array
- * elements, is given a DeviceArray (its memory is not host memory);
- * returns -1 then, else 0. */
-static int
-check_device_arrays(KlDispatcher *self, const KlCompiled *c,
-                    PyObject *const *args)
-{
-    if (!c->host_reads_arrays || kl_DeviceArrayType == NULL) {
-        return 0;
-    }
-    for (int32_t i = 0; i < self->nparams; i++) {
-        if (is_device_array(args[i])) {
-            PyErr_Format(PyExc_TypeError,
-                         "%U() argument '%U' is a kiln.vulkan.DeviceArray, "
-                         "but %U() reads array elements outside its prange "
-                         "loops, in code that runs on the host; pass a "
-                         "NumPy array (.copy_to_host()) or move those "
-                         "accesses into a prange loop",
-                         func_name(self), param_name(self, i),
-                         func_name(self));
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* Types argument o of parameter i, unboxing it into slot; NULL with an
  * exception set when it does not fit. */
 static inline const KlType *
@@ -990,15 +964,6 @@ format_raise(const char *fmt, const int64_t payload[3])
 static PyObject *
 raise_status(const KlCompiled *c, const KlStatus *st)
 {
-    if (st->site == -1 && (c->nvk > 0 || c->vk_serial != NULL)) {
-        /* a Vulkan dispatch failed (vkexec.h: kl_vk_pfor) */
-        if (st->payload[0] == KL_DIAG_NOMEM) {
-            return PyErr_NoMemory();
-        }
-        PyErr_Format(st->payload[0] == KL_DIAG_VALUE ? PyExc_ValueError
-                     : PyExc_RuntimeError, "kiln: %s", kl_vk_last_error());
-        return NULL;
-    }
     if (st->site < 0 || st->site >= c->nraises) {
         PyErr_Format(PyExc_SystemError,
                      "kiln internal error: kernel raised unknown site %d",
@@ -1202,9 +1167,6 @@ call_with(KlDispatcher *self, PyObject *const *args, KlSlot *slots,
     int noalias = arrays_disjoint(key, slots, n);
     KlCompiled *c = lookup(self, key, noalias);
     if (c == NULL && (c = compile_key(self, key, noalias)) == NULL) {
-        return NULL;
-    }
-    if (check_device_arrays(self, c, args) < 0) {
         return NULL;
     }
     return run(c, argv);

@@ -225,8 +225,9 @@ typedef struct KlOptions {
     uint8_t noalias;        /* the entry's array arguments share no memory
                                (checked by the dispatcher at each call) */
     uint8_t target;         /* 0: CPU; 1: Vulkan (serial code as one SPIR-V
-                               invocation, or host code whose `pfor`s each
-                               run one GPU dispatch with GPU-sized chunks) */
+                               invocation per step, passes/steps.h; each
+                               `pfor` one GPU dispatch with GPU-sized
+                               chunks) */
 } KlOptions;
 
 /* Resolves a call during infer: compiles (or finds) the specialisation of
@@ -259,10 +260,6 @@ struct KlModule {
                                    implementation (float64 arguments) once
                                    infer resolved it, else -1; the SPIR-V
                                    backend calls it for float64 `math` */
-    void *const *pfor_kernels;  /* Vulkan target: per function index, the
-                                   runtime kernel (KlVkKernel *) of a pfor
-                                   body, NULL for others; set by the driver
-                                   before host code generation */
 };
 
 /* ---- building ------------------------------------------------------- */

@@ -176,8 +176,19 @@ new_cell(St *s, const KlType *t, int32_t *state, int32_t *slot)
     return 0;
 }
 
-/* Decides how value v, live after a pfor, reaches the steps.  1 when the
- * state cannot hold it, 0 when it can, -1 on error. */
+/* The compile error for value v of F, which the state cannot hold. */
+static int
+cannot_keep(St *s, int32_t v)
+{
+    const KlInst *in = &s->f->insts[v];
+    return kl_compile_error(s->d, in->line, "the Vulkan target cannot keep "
+                            "a value of type %s across a prange loop (only "
+                            "scalars, and arrays that are parameters)",
+                            in->type->name);
+}
+
+/* Decides how value v, live after a pfor, reaches the steps.  0, or -1
+ * with s->d filled (a value the state cannot hold). */
 static int
 classify(St *s, int32_t v)
 {
@@ -194,14 +205,14 @@ classify(St *s, int32_t v)
         return 0;
     }
     if (!kl_type_is_scalar(in->type)) {
-        return 1;
+        return cannot_keep(s, v);
     }
     s->how[v] = STORE;
     return new_cell(s, in->type, &s->state_of[v], &s->slot_of[v]);
 }
 
 /* Records where the host finds the operands of pfor instruction p (its
- * j - 1 is s->pfor_of[p]).  1 when one cannot be passed, 0, -1. */
+ * j - 1 is s->pfor_of[p]).  0, or -1 with s->d filled. */
 static int
 pfor_operands(St *s, int32_t p)
 {
@@ -234,45 +245,191 @@ pfor_operands(St *s, int32_t p)
             }
         }
         else {
-            return 1;
+            return cannot_keep(s, in->args[k]);
         }
     }
     return 0;
 }
 
-/* 1 when a function the entry calls (directly or not, other than through
- * a pfor) contains a pfor, else 0; -1 when out of memory. */
+/* ---- inlining the calls that reach a pfor ------------------------------ */
+
+/* Calls inlined into one entry at most (a bound on nesting depth times
+ * call sites, far above real kernels). */
+#define MAX_INLINED 256
+
+/* 1 when module function fi, or a function it calls, runs a pfor.  memo:
+ * per function 0 unknown, 1 yes, 2 no, 3 being visited (a cycle, which
+ * the backend refuses anyway, counts as no). */
 static int
-callee_has_pfor(St *s)
+reaches_pfor(const KlModule *m, int64_t fi, uint8_t *memo)
 {
-    KlModule *m = s->m;
-    uint8_t *seen = alloc(s, (size_t)m->nfuncs, 1);
-    int32_t *todo = alloc(s, (size_t)m->nfuncs, sizeof(int32_t));
-    if (seen == NULL || todo == NULL) {
+    if (fi < 0 || fi >= m->nfuncs) {
+        return 0;
+    }
+    if (memo[fi] != 0) {
+        return memo[fi] == 1;
+    }
+    memo[fi] = 3;
+    const KlFunc *g = m->funcs[fi];
+    int yes = 0;
+    for (int32_t b = 0; b < g->nblocks && !yes; b++) {
+        const KlVec *v = &g->blocks[b].insts;
+        for (int32_t k = 0; k < v->len && !yes; k++) {
+            const KlInst *in = &g->insts[v->items[k]];
+            yes = in->op == KL_OP_pfor
+                  || (in->op == KL_OP_call && reaches_pfor(m, in->imm.i, memo));
+        }
+    }
+    memo[fi] = yes ? 1 : 2;
+    return yes;
+}
+
+/* Splits F's block b before position pos: the instructions from pos + 1
+ * on move to a new block, returned, which takes one param of type t (the
+ * value of the instruction at pos) unless t has no value (*r then
+ * becomes a None constant, or -1 for void).  The instruction at pos
+ * leaves the block; b is left without a terminator. */
+static int32_t
+split_block(St *s, int32_t b, int32_t pos, const KlType *t, int32_t *r)
+{
+    KlFunc *f = s->f;
+    int32_t after = kl_block_new(f);
+    if (after < 0) {
         return nomem(s);
     }
-    int32_t n = 0;
-    seen[0] = 1;
-    todo[n++] = 0;
-    while (n > 0) {
-        const KlFunc *g = m->funcs[todo[--n]];
-        for (int32_t i = 0; i < g->ninsts; i++) {
-            const KlInst *in = &g->insts[i];
-            if (in->op == KL_OP_pfor && g != s->f) {
-                return 1;
+    *r = t->kind == KL_T_VOID ? -1
+         : t->kind == KL_T_NONE ? kl_emit(f, after, KL_OP_const, t, 0, 0, NULL)
+         : kl_bparam_add(f, after, t);
+    if (t->kind != KL_T_VOID && *r < 0) {
+        return nomem(s);
+    }
+    KlVec *from = &f->blocks[b].insts;
+    for (int32_t k = pos + 1; k < from->len; k++) {
+        int32_t x = from->items[k];
+        if (kl_vec_push(&s->m->arena, &f->blocks[after].insts, x) < 0) {
+            return nomem(s);
+        }
+        f->insts[x].block = after;
+    }
+    from->len = pos;
+    f->blocks[after].loop = f->blocks[b].loop;
+    return after;
+}
+
+/* Replaces the call at position pos of F's block b by a copy of the
+ * callee's blocks: its params become the call's operands, its returns
+ * jumps to the code after the call. */
+static int
+inline_call(St *s, int32_t b, int32_t pos)
+{
+    KlFunc *f = s->f;
+    const KlInst call = f->insts[f->blocks[b].insts.items[pos]];
+    int32_t c = f->blocks[b].insts.items[pos];
+    const KlFunc *g = s->m->funcs[call.imm.i];
+    int32_t r = -1;
+    int32_t after = split_block(s, b, pos, call.type, &r);
+    int32_t *nb = alloc(s, (size_t)g->nblocks, sizeof(int32_t));
+    int32_t *vmap = alloc(s, (size_t)g->ninsts, sizeof(int32_t));
+    if (after < 0 || nb == NULL || vmap == NULL) {
+        return after < 0 ? -1 : nomem(s);
+    }
+    for (int32_t gb = 0; gb < g->nblocks; gb++) {
+        if ((nb[gb] = kl_block_new(f)) < 0) {
+            return nomem(s);
+        }
+    }
+    int32_t first = f->ninsts;      /* copies name g's values until patched */
+    int value = call.type->kind != KL_T_VOID && call.type->kind != KL_T_NONE;
+    for (int32_t gb = 0; gb < g->nblocks; gb++) {
+        const KlVec *v = &g->blocks[gb].insts;
+        for (int32_t k = 0; k < v->len; k++) {
+            int32_t x = v->items[k];
+            const KlInst *in = &g->insts[x];
+            int32_t id;
+            if (in->op == KL_OP_arg) {
+                vmap[x] = call.args[in->imm.i];
+                continue;
             }
-            int64_t c = in->imm.i;
-            if (in->op == KL_OP_call && c >= 0 && c < m->nfuncs && !seen[c]) {
-                seen[c] = 1;
-                todo[n++] = (int32_t)c;
+            if (in->op == KL_OP_bparam) {
+                id = kl_bparam_add(f, nb[gb], in->type);
+            }
+            else if (in->op == KL_OP_ret) {
+                id = kl_jump(f, nb[gb], after, value, in->args, in->line);
+            }
+            else {
+                id = kl_emit(f, nb[gb], in->op, in->type, in->line, in->nargs,
+                             in->args);
+                if (id >= 0) {
+                    KlInst *out = &f->insts[id];
+                    out->aux = in->op == KL_OP_branch ? nb[in->aux] : in->aux;
+                    out->imm = in->imm;
+                    if (in->op == KL_OP_jump || in->op == KL_OP_branch) {
+                        out->imm.i = nb[in->imm.i];
+                    }
+                }
+            }
+            if (id < 0) {
+                return nomem(s);
+            }
+            vmap[x] = id;
+        }
+    }
+    for (int32_t i = first; i < f->ninsts; i++) {
+        KlInst *in = &f->insts[i];
+        for (int32_t a = 0; a < in->nargs; a++) {
+            in->args[a] = vmap[in->args[a]];
+        }
+    }
+    for (int32_t i = 0; i < first; i++) {
+        KlInst *in = &f->insts[i];
+        for (int32_t a = 0; a < in->nargs; a++) {
+            if (in->args[a] == c) {
+                in->args[a] = r;
             }
         }
     }
-    return 0;
+    return kl_jump(f, b, nb[0], 0, NULL, call.line) < 0 ? nomem(s) : 0;
+}
+
+/* Inlines into F every call that reaches a pfor, so that F holds all of
+ * its pfors. */
+static int
+inline_pfor_calls(St *s)
+{
+    uint8_t *memo = alloc(s, (size_t)s->m->nfuncs, 1);
+    if (memo == NULL) {
+        return nomem(s);
+    }
+    for (int inlined = 0;;) {
+        KlFunc *f = s->f;
+        int32_t b = 0, pos = -1;
+        for (; b < f->nblocks && pos < 0; b++) {
+            const KlVec *v = &f->blocks[b].insts;
+            for (int32_t k = 0; k < v->len && pos < 0; k++) {
+                const KlInst *in = &f->insts[v->items[k]];
+                if (in->op == KL_OP_call
+                    && reaches_pfor(s->m, in->imm.i, memo)) {
+                    pos = k;
+                }
+            }
+        }
+        if (pos < 0) {
+            return 0;
+        }
+        if (++inlined > MAX_INLINED) {
+            return kl_compile_error(s->d, f->insts[f->blocks[b - 1]
+                                    .insts.items[pos]].line,
+                                    "too many calls of functions with "
+                                    "prange for the Vulkan target");
+        }
+        if (inline_call(s, b - 1, pos) < 0) {
+            return -1;
+        }
+    }
 }
 
 /* Numbers F's scratches and pfors, finds what crosses the pfors and how
- * to pass the pfors' operands.  1 when F cannot be split, 0, -1. */
+ * to pass the pfors' operands.  0, or -1 with s->d filled. */
 static int
 plan(St *s)
 {
@@ -326,15 +483,14 @@ plan(St *s)
             if (s->pfor_of[p] < 0) {
                 continue;
             }
-            int rc = pfor_operands(s, p);
-            if (rc != 0) {
-                return rc;
+            if (pfor_operands(s, p) < 0) {
+                return -1;
             }
             live_out(s, b, set);
             scan_back(f, b, k + 1, set);
             for (int32_t v = 0; v < n; v++) {
-                if (HAS(set, v) && (rc = classify(s, v)) != 0) {
-                    return rc;
+                if (HAS(set, v) && classify(s, v) < 0) {
+                    return -1;
                 }
             }
         }
@@ -702,12 +858,11 @@ kl_steps(KlModule *m, KlSteps *out, KlDiag *d)
     s.f = m->funcs[0];
     s.d = d;
     s.out = out;
-    int rc = callee_has_pfor(&s);
-    if (rc == 0) {
-        rc = plan(&s);
+    if (inline_pfor_calls(&s) < 0 || plan(&s) < 0) {
+        return -1;
     }
-    if (rc != 0 || s.npfors == 0) {
-        return rc < 0 ? -1 : 0;
+    if (s.npfors == 0) {
+        return 0;
     }
     int32_t n = s.f->ninsts, maxargs = 2;
     for (int32_t i = 0; i < n; i++) {

@@ -57,11 +57,12 @@ typedef struct KlSteps {
     int32_t nscratch;
 } KlSteps;
 
-/* Splits lowered module m's entry into steps appended to m->funcs.  1 with
- * *out filled; 0 when the entry has no pfor or cannot be split (a pfor in
- * a function the entry calls; a value crossing a pfor that the state
- * cannot hold: an array other than a parameter or scratch); -1 with d
- * filled (out of memory, internal error). */
+/* Splits lowered module m's entry into steps appended to m->funcs, after
+ * inlining into it every call of a function that runs a pfor (directly
+ * or through its own calls), so that the entry holds all its pfors.  1
+ * with *out filled; 0 when the entry runs no pfor; -1 with d filled: a
+ * compile error for a value crossing a pfor that the state cannot hold
+ * (an array other than a parameter), out of memory. */
 int kl_steps(KlModule *m, KlSteps *out, KlDiag *d);
 
 #endif /* KILN_STEPS_H */

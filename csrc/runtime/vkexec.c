@@ -911,24 +911,13 @@ kl_vk_serial(const KlVkKernel *k, void **args, void *ret, KlStatus *st,
     return 0;
 }
 
-static _Thread_local char last_error[512];
-
-const char *
-kl_vk_last_error(void)
-{
-    return last_error;
-}
-
 int32_t
-kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs, int64_t niters,
-           void **captured, KlStatus *st)
+kl_vk_pfor(const KlVkKernel *k, int64_t nchunks, int64_t cs, int64_t niters,
+           void **captured, KlStatus *st, KlDiag *d)
 {
-    const KlVkKernel *k = kernel;
     if (nchunks <= 0) {
         return 0;
     }
-    KlDiag d;
-    memset(&d, 0, sizeof(d));
     const KlVkInfo *info = kl_vk_info();
     uint64_t groups = ((uint64_t)nchunks + KL_SPV_PFOR_WG - 1)
                       / KL_SPV_PFOR_WG;
@@ -938,31 +927,21 @@ kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs, int64_t niters,
     Call c;
     memset(&c, 0, sizeof(c));
     c.k = k;
-    c.d = &d;
+    c.d = d;
     c.arr = calloc((size_t)k->nptypes + 1, sizeof(ArrView));
-    int rc = -1;
     if (c.arr == NULL) {
-        kl_error(&d, KL_DIAG_NOMEM, 0, "out of memory");
+        return kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
     }
-    else {
-        for (int32_t i = 0; i < k->nptypes; i++) {
-            const KlType *t = k->ptypes[i];
-            if (t->kind == KL_T_ARRAY && captured[i] != NULL) {
-                const KlVkArrayVal *a = captured[i];
-                c.arr[i] = (ArrView){a->data, a->dims, a->dims + t->ndim};
-            }
+    for (int32_t i = 0; i < k->nptypes; i++) {
+        const KlType *t = k->ptypes[i];
+        if (t->kind == KL_T_ARRAY && captured[i] != NULL) {
+            const KlVkArrayVal *a = captured[i];
+            c.arr[i] = (ArrView){a->data, a->dims, a->dims + t->ndim};
         }
-        int64_t head[3] = {nchunks, cs, niters};
-        c.nchunks = nchunks;
-        rc = run(&c, head, captured, (uint32_t)groups);
-        free(c.arr);
     }
-    if (rc < 0) {
-        snprintf(last_error, sizeof(last_error), "%s", d.msg);
-        memset(st, 0, sizeof(*st));
-        st->site = -1;
-        st->payload[0] = d.kind;
-        return 1;
-    }
-    return read_status(&c, st);
+    int64_t head[3] = {nchunks, cs, niters};
+    c.nchunks = nchunks;
+    int rc = run(&c, head, captured, (uint32_t)groups);
+    free(c.arr);
+    return rc < 0 ? -1 : read_status(&c, st);
 }

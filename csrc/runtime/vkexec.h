@@ -17,9 +17,8 @@
  *
  * Two entry shapes:
  *   kl_vk_serial  a KL_SPV_SERIAL kernel, called like a KlEntry;
- *   kl_vk_pfor    a KL_SPV_PFOR kernel, called by compiled host code in
- *                 place of the thread pool for each `pfor` (codegen.c),
- *                 as an absolute JIT symbol.
+ *   kl_vk_pfor    a KL_SPV_PFOR kernel, run for each `pfor` a step of
+ *                 the entry suspends at (kl_vk_steps_run).
  * Arrays whose data lives in a device buffer (DeviceArray) are recognised
  * by their data address (kl_vk_devmem_*) and bound without transfers.
  */
@@ -58,7 +57,7 @@ typedef struct KlVkArrayVal {
     int64_t dims[];         /* extents, then byte strides */
 } KlVkArrayVal;
 
-/* Runs `pfor` on the device: kernel is the body's KlVkKernel (KL_SPV_PFOR),
+/* Runs `pfor` on the device: k is the body's kernel (KL_SPV_PFOR),
  * nchunks, cs and niters the pfor's operands, captured[i] points to the
  * i-th captured value (a scalar as its C type, bool as one byte, complex
  * as {re, im}, an array as KlVkArrayVal; NULL for None).  One dispatch of
@@ -66,14 +65,11 @@ typedef struct KlVkArrayVal {
  * runs the chunks, followed by the combination of each reduction's
  * partials, whose result goes to element 0 of that captured partials
  * array (only element 0 is written; passes/parallel.c gives it one
- * element).  Returns 0, or 1 with st filled: a raise of the body (the
- * lowest raising chunk's raise-site index), or site -1 when the device
- * failed (the message from kl_vk_last_error()). */
-int32_t kl_vk_pfor(const void *kernel, int64_t nchunks, int64_t cs,
-                   int64_t niters, void **captured, KlStatus *st);
-
-/* The message of this thread's last kl_vk_pfor device failure. */
-const char *kl_vk_last_error(void);
+ * element).  Returns 0, 1 with st filled when the body raised (the
+ * lowest raising chunk's raise), or -1 with d filled when the device
+ * failed. */
+int32_t kl_vk_pfor(const KlVkKernel *k, int64_t nchunks, int64_t cs,
+                   int64_t niters, void **captured, KlStatus *st, KlDiag *d);
 
 /* ---- entries split into steps (passes/steps.h) ------------------------ */
 
@@ -92,8 +88,7 @@ void kl_vk_steps_free(KlVkSteps *s);
  * then while a step suspends at a pfor, that pfor's dispatch (kl_vk_pfor)
  * and the step after it.  The steps' state and scratch arrays live in
  * host memory allocated for the call.  0 with the result in ret, 1 when
- * it raised (st filled; site -1 when a pfor dispatch failed, message from
- * kl_vk_last_error()), -1 with d filled.  Call without the GIL. */
+ * it raised (st filled), -1 with d filled.  Call without the GIL. */
 int32_t kl_vk_steps_run(const KlVkSteps *s, void **args, void *ret,
                         KlStatus *st, KlDiag *d);
 

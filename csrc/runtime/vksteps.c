@@ -169,7 +169,7 @@ array_val(const KlArrayArg *a, int ndim, int64_t *room)
 /* Dispatches pfor p with its operands from the arguments and the state. */
 static int32_t
 run_pfor(const KlVkSteps *s, const Pfor *p, void **args, const Hidden *h,
-         KlStatus *st)
+         KlStatus *st, KlDiag *d)
 {
     void *captured[p->nops];
     int64_t room[p->nops][1 + 2 * KL_MAX_NDIM];
@@ -199,7 +199,7 @@ run_pfor(const KlVkSteps *s, const Pfor *p, void **args, const Hidden *h,
             captured[k - 3] = v;
         }
     }
-    return kl_vk_pfor(p->body, head[0], head[1], head[2], captured, st);
+    return kl_vk_pfor(p->body, head[0], head[1], head[2], captured, st, d);
 }
 
 int32_t
@@ -235,7 +235,7 @@ kl_vk_steps_run(const KlVkSteps *s, void **args, void *ret, KlStatus *st,
                                    (long long)k);
             break;
         }
-        if ((rc = run_pfor(s, &s->pfors[k - 1], args, &h, st)) != 0) {
+        if ((rc = run_pfor(s, &s->pfors[k - 1], args, &h, st, d)) != 0) {
             break;
         }
     }

@@ -835,16 +835,11 @@ pool_run_decl(Cg *cg, LLVMTypeRef *fnty)
  * KlStatus and returns 1.  The status slots (room for the pool's maximum
  * chunk count) are shared by the function's pfors, which run one after
  * another.  0 or -1 with d filled. */
-static int emit_pfor_vk(Cg *cg, const KlInst *in);
-
 static int
 emit_pfor(Cg *cg, const KlInst *in)
 {
     if (check_pfor(cg, in) < 0) {
         return -1;
-    }
-    if (cg->m->options.target == 1) {
-        return emit_pfor_vk(cg, in);
     }
     LLVMTypeRef ctxty = pfor_context_type(cg, in);
     if (ctxty == NULL) {
@@ -881,63 +876,6 @@ emit_pfor(Cg *cg, const KlInst *in)
                                              1, "");
     LLVMBuildMemCpy(b, LLVMGetParam(cg->fn, 0), 8, src, 8,
                     LLVMConstInt(cg->i64, sizeof(KlStatus), 0));
-    LLVMBuildRet(b, LLVMConstInt(cg->i32, 1, 0));
-    LLVMPositionBuilderAtEnd(b, cont);
-    return 0;
-}
-
-/* Vulkan target: emits `pfor` instruction in as one call of the runtime's
- * `i32 kl_vk_pfor(kernel, nchunks, cs, niters, captured, st)` (vkexec.h):
- * kernel is the body's KlVkKernel (m->pfor_kernels, a constant address),
- * captured an array of pointers to prologue slots holding each captured
- * value (bool widened to a byte, None as a null pointer).  A nonzero
- * status returns 1 with st already filled.  0 or -1 with d filled. */
-static int
-emit_pfor_vk(Cg *cg, const KlInst *in)
-{
-    void *kernel = cg->m->pfor_kernels != NULL
-                   ? cg->m->pfor_kernels[in->imm.i] : NULL;
-    if (kernel == NULL) {
-        return kl_internal_error(cg->d, "%s: pfor without a Vulkan kernel",
-                                 cg->f->name);
-    }
-    LLVMBuilderRef b = cg->b;
-    unsigned ncap = (unsigned)in->nargs - 3;
-    LLVMValueRef cap = prologue_alloca(
-        cg, LLVMArrayType2(cg->ptr, ncap > 0 ? ncap : 1));
-    for (unsigned k = 0; k < ncap; k++) {
-        const KlInst *a = &cg->f->insts[in->args[k + 3]];
-        LLVMValueRef x = cg->vals[in->args[k + 3]];
-        LLVMValueRef slot = LLVMConstNull(cg->ptr);
-        if (x != NULL && a->type->kind != KL_T_NONE) {
-            if (a->type->kind == KL_T_BOOL) {
-                x = LLVMBuildZExt(b, x, cg->i8, "");
-            }
-            slot = prologue_alloca(cg, LLVMTypeOf(x));
-            LLVMBuildStore(b, x, slot);
-        }
-        LLVMValueRef idx[2] = {LLVMConstInt(cg->i64, 0, 0),
-                               LLVMConstInt(cg->i64, k, 0)};
-        LLVMBuildStore(b, slot, LLVMBuildInBoundsGEP2(
-            b, LLVMArrayType2(cg->ptr, ncap > 0 ? ncap : 1), cap, idx, 2,
-            ""));
-    }
-    LLVMTypeRef params[6] = {cg->ptr, cg->i64, cg->i64, cg->i64, cg->ptr,
-                             cg->ptr};
-    LLVMTypeRef fnty = LLVMFunctionType(cg->i32, params, 6, 0);
-    LLVMValueRef fn = LLVMGetNamedFunction(cg->mod, "kl_vk_pfor");
-    if (fn == NULL) {
-        fn = LLVMAddFunction(cg->mod, "kl_vk_pfor", fnty);
-        add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
-    }
-    LLVMValueRef args[6] = {
-        LLVMConstIntToPtr(LLVMConstInt(cg->i64, (uintptr_t)kernel, 0),
-                          cg->ptr),
-        cg->vals[in->args[0]], cg->vals[in->args[1]], cg->vals[in->args[2]],
-        cap, LLVMGetParam(cg->fn, 0)};
-    LLVMValueRef r = LLVMBuildCall2(b, fnty, fn, args, 6, "");
-    LLVMBasicBlockRef cont = branch_cold(
-        cg, LLVMBuildICmp(b, LLVMIntNE, r, LLVMConstInt(cg->i32, 0, 0), ""));
     LLVMBuildRet(b, LLVMConstInt(cg->i32, 1, 0));
     LLVMPositionBuilderAtEnd(b, cont);
     return 0;

@@ -35,7 +35,6 @@
 #include <llvm-c/Transforms/PassBuilder.h>
 
 #include "../../runtime/pool.h"
-#include "../../runtime/vkexec.h"
 #include "llvm.h"
 
 /* Process-wide backend state, guarded by `lock`. */
@@ -99,8 +98,6 @@ define_runtime(LLVMOrcLLJITRef j, KlDiag *d)
     LLVMOrcCSymbolMapPair syms[] = {
         {LLVMOrcLLJITMangleAndIntern(j, "kl_pool_run"),
          {(LLVMOrcExecutorAddress)(uintptr_t)kl_pool_run, flags}},
-        {LLVMOrcLLJITMangleAndIntern(j, "kl_vk_pfor"),
-         {(LLVMOrcExecutorAddress)(uintptr_t)kl_vk_pfor, flags}},
     };
     size_t n = sizeof(syms) / sizeof(syms[0]);
     LLVMOrcMaterializationUnitRef mu = LLVMOrcAbsoluteSymbols(syms, n);
