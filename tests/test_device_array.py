@@ -146,6 +146,23 @@ def test_copy_is_a_snapshot():
 
 
 @needs_device
+def test_copies_and_pickles_are_new_device_arrays(rng):
+    import copy
+    import pickle
+    init = rng.standard_normal(15)
+    d = to_device(init)
+    copies = [copy.copy(d), copy.deepcopy(d), pickle.loads(pickle.dumps(d)),
+              copy.deepcopy([d, d])[0]]
+    kiln.jit(target="vulkan")(bump_all)(d)      # changes d only
+    np.testing.assert_array_equal(d.copy_to_host(), init + 1.0)
+    del d
+    gc.collect()
+    for c in copies:
+        assert isinstance(c, kiln.vulkan.DeviceArray) and c.shape == (15,)
+        np.testing.assert_array_equal(c.copy_to_host(), init)
+
+
+@needs_device
 def test_refused_inputs():
     with pytest.raises(TypeError, match="float16"):
         to_device(np.zeros(3, np.float16))

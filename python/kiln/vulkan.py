@@ -126,9 +126,10 @@ class DeviceArray:
     of the same dtype and shape (C-contiguous), binding its memory directly:
     no copy before or after the call, so results of one call stay on the
     device for the next.  Its elements cannot be read on the host; use
-    `copy_to_host()`.  CPU kernels refuse it (TypeError), and so do Vulkan
-    kernels whose code outside prange loops reads array elements (that code
-    runs on the host).  The device memory is released when the object is.
+    `copy_to_host()`.  CPU kernels refuse it (TypeError).  `copy.copy`,
+    `copy.deepcopy` and pickling go through the host (a new device array
+    from `copy_to_host()`).  The device memory is released when the object
+    is.
     """
 
     __slots__ = ("_addr", "_device_view", "_free", "_shape", "_dtype",
@@ -208,6 +209,16 @@ class DeviceArray:
     def __array__(self, dtype=None, copy=None):
         raise TypeError("kiln.vulkan.DeviceArray lives in device memory; "
                         "call .copy_to_host() to get an ndarray")
+
+    def __copy__(self):
+        """A new DeviceArray with the same contents (through the host)."""
+        return to_device(self.copy_to_host())
+
+    def __deepcopy__(self, memo):
+        return self.__copy__()
+
+    def __reduce__(self):
+        return (to_device, (self.copy_to_host(),))
 
     def __repr__(self):
         return (f"DeviceArray(shape={self.shape}, dtype={self.dtype}, "
