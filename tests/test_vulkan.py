@@ -477,8 +477,10 @@ def test_mandelbrot_vs_cpu():
 
 # ---- reductions combined on the device ------------------------------------
 #
-# A prange reduction on Vulkan stores one partial per chunk in device memory
-# and combines them there with shaders/reduce.comp (docs/gpu.md).  Its
+# A prange reduction on Vulkan stores one partial per workgroup (+ * & | ^ of
+# 32- and 64-bit ints and floats, folded in the loop kernel) or per chunk
+# (the others) in device memory and combines them there with
+# shaders/reduce.comp (docs/gpu.md).  Its
 # result must have the same bits on every run, equal CPython's where no
 # rounding happens (integers, min, max, bool) and stay within the
 # reassociation bound for float sums and products.  The sizes straddle the
@@ -592,6 +594,48 @@ def test_device_reduction_repeatable_and_exact(rng, op, dt):
             with np.errstate(all="ignore"):
                 exp = f.py_func(a.copy(), s0)
             vr_close(op, first, exp, a, s0)
+
+
+def red_sum_and_max(a, s, m):
+    for i in prange(a.shape[0]):
+        s += a[i]
+        m = max(m, a[i])
+    return s * 1000 + m
+
+
+def red_sum_and_count(a, s, k):
+    for i in prange(a.shape[0]):
+        s += a[i]
+        k ^= i
+    return s * 1000 + k
+
+
+@needs_device
+def test_device_reduction_folded_per_workgroup(rng):
+    """Commuting reductions of 32/64-bit ints and floats are folded in the
+    loop kernel (a workgroup-memory variable "fold"); min/max, complex,
+    narrow ints and a loop mixing them with a sum keep per-chunk partials;
+    results are CPython's either way."""
+    folded = {tp.red_add: ("float64", "int32"), tp.red_mul: ("uint64",),
+              tp.red_xor: ("int64",), red_sum_and_count: ("int64",)}
+    per_chunk = {tp.red_min: ("float64",), tp.red_add: ("complex128", "int8"),
+                 tp.red_and: ("bool",)}
+    for table, want in ((folded, True), (per_chunk, False)):
+        for fn, dts in table.items():
+            for dt in dts:
+                f = vk(fn)
+                a = (rng.integers(-50, 50, 5000) % 7).astype(dt)
+                args = (a, a.dtype.type(1)) if fn is not red_sum_and_count \
+                    else (a, a.dtype.type(3), 5)
+                check(f, *args)
+                if shutil.which("spirv-dis") is not None:
+                    assert ("%fold" in f.inspect_spirv(
+                        signature=f.signatures[-1])) == want, (fn, dt)
+    mixed = vk(red_sum_and_max)
+    a = rng.integers(-50, 50, 70000).astype(np.float64)
+    check(mixed, a, 0.0, -1e300)
+    if shutil.which("spirv-dis") is not None:
+        assert "%fold" not in mixed.inspect_spirv()
 
 
 @needs_device

@@ -425,7 +425,8 @@ typedef struct Call {
     ArrView *arr;               /* per ptypes entry (arrays only) */
     Bound *bound;               /* per binding */
     int32_t nbound;
-    int64_t nchunks;            /* PFOR: chunks (partials per reduction) */
+    int64_t nchunks;            /* PFOR: chunks */
+    uint32_t groups;            /* workgroups dispatched */
     KlVkBuffer *status, *params;
     uint32_t words[KL_SPV_STATUS_WORDS];
 } Call;
@@ -481,15 +482,25 @@ pack_value(unsigned char *p, size_t *pos, const KlType *t, const void *v,
     }
 }
 
+/* The number of partials of reduction binding kb: one per chunk, or one
+ * per workgroup when the kernel folds them (kernel.h). */
+static uint64_t
+npartials(const Call *c, const KlSpvBinding *kb)
+{
+    return kb->per_group ? c->groups
+           : c->nchunks > 0 ? (uint64_t)c->nchunks : 1;
+}
+
 /* Binding b holds a reduction's partials: a device buffer of one partial
- * per chunk, and one for its combination (record_combine).  0 or -1. */
+ * per chunk or workgroup, and one for its combination (record_combine).
+ * 0 or -1. */
 static int
 bind_partials(Call *c, int32_t b)
 {
     const KlSpvBinding *kb = &c->k->spv.bindings[b];
     const Combine *cb = &c->k->comb[b];
     Bound *bd = &c->bound[b];
-    uint64_t n = c->nchunks > 0 ? (uint64_t)c->nchunks : 1;
+    uint64_t n = npartials(c, kb);
     if (n > UINT32_MAX / KL_VK_REDUCE_SLICE) {
         return kl_error(c->d, KL_DIAG_VALUE, 0, "Vulkan: too many chunks "
                         "in a prange reduction");
@@ -503,18 +514,18 @@ bind_partials(Call *c, int32_t b)
     return bd->comb == NULL ? -1 : 0;
 }
 
-/* Records the device combination of the partials of binding b (nchunks of
- * them, bound by bind_partials) and the download of the result into the
- * caller's element 0 (dst).  With at most KL_VK_REDUCE_SLICE partials,
- * one workgroup combines them all; otherwise G workgroups combine G
- * slices and one more workgroup their G results, a shape that depends
- * only on nchunks.  0 or -1. */
+/* Records the device combination of the partials of binding b (bound by
+ * bind_partials) and the download of the result into the caller's
+ * element 0 (dst).  With at most KL_VK_REDUCE_SLICE partials, one
+ * workgroup combines them all; otherwise G workgroups combine G slices
+ * and one more workgroup their G results, a shape that depends only on
+ * the number of partials.  0 or -1. */
 static int
 record_combine(Call *c, KlVkBatch *batch, int32_t b, void *dst)
 {
     const Combine *cb = &c->k->comb[b];
     Bound *bd = &c->bound[b];
-    uint32_t count = (uint32_t)c->nchunks;
+    uint32_t count = (uint32_t)npartials(c, &c->k->spv.bindings[b]);
     uint32_t groups = (count + KL_VK_REDUCE_SLICE - 1) / KL_VK_REDUCE_SLICE;
     KlVkBuffer *bufs[2] = {bd->buf, bd->comb};
     if (groups <= 1) {
@@ -835,6 +846,7 @@ run(Call *c, const int64_t *head, void *const *vals, uint32_t groups)
         goto done;
     }
     c->nbound = nb;
+    c->groups = groups;
     if (bind_arrays(c, vals) < 0
         || (params = pack_params(c, head, vals)) == NULL) {
         goto done;

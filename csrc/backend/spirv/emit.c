@@ -74,6 +74,21 @@ typedef struct Con {
 #define PRIV(p) (-2 - (p))
 #define MAX_PRIV_ELEMS 65536
 
+/* A reduction's partials folded per workgroup in a PFOR kernel: the body
+ * stores its chunk's partial into a private one-element array, the entry
+ * folds those into a per-invocation accumulator, then a tree in
+ * workgroup memory into one partial per workgroup (kernel.h). */
+typedef struct Fold {
+    int32_t param;              /* the body's partials parameter */
+    int32_t priv;               /* its private array (privs index) */
+    int32_t out;                /* binding receiving the workgroups' */
+    uint8_t op;                 /* KlReduceOp: + * & | ^ */
+    const KlType *elem;         /* int or float, 32 or 64 bits */
+    uint32_t acc;               /* Function variable: the accumulator */
+} Fold;
+
+#define MAX_FOLDS 8
+
 /* A buffer binding's variable and element pointer type. */
 typedef struct Bind {
     uint32_t var;               /* OpVariable (StorageBuffer); with buffer
@@ -106,6 +121,8 @@ typedef struct Em {
     int32_t nbinds, capbinds;
     Bind privs[32];             /* private scratch arrays */
     int32_t npriv;
+    Fold folds[MAX_FOLDS];      /* PFOR: reductions folded per workgroup */
+    int32_t nfolds;
     uint32_t rt_struct[16];     /* buffer struct types by memory type... */
     uint32_t rt_mem[16];        /* ...keyed by this element type id */
     int nrt;
@@ -1353,6 +1370,25 @@ access_align(Em *e, int32_t ptr)
     return e->bvars[av->binding].align;
 }
 
+/* A new private array of n > 0 elements of type elem (each invocation
+ * has its own); returns its index in e->privs.  The caller checks that
+ * one is left. */
+static int32_t
+new_private(Em *e, const KlType *elem, int64_t n)
+{
+    KlSpvMod *sm = &e->sm;
+    Bind *pb = &e->privs[e->npriv];
+    pb->mem = mem_type(e, elem);
+    uint32_t w[2] = {pb->mem, cu32(e, (uint32_t)n)};
+    uint32_t at = kl_spv_fresh_type(sm, SpvOpTypeArray, w, 2);
+    pb->var = kl_spv_id(sm);
+    SPV(sm, &sm->types, SpvOpVariable,
+        kl_spv_ptr(sm, SpvStorageClassPrivate, at), pb->var,
+        SpvStorageClassPrivate);
+    pb->elem_ptr = kl_spv_ptr(sm, SpvStorageClassPrivate, pb->mem);
+    return e->npriv++;
+}
+
 /* `scratch` instruction in: a fresh private array of imm.i elements
  * (each invocation has its own: the scratch of a nested pfor's partials
  * would otherwise be shared by all invocations of a parallel kernel). */
@@ -1369,19 +1405,8 @@ emit_scratch(Em *e, const KlInst *in)
                   "function called from a parallel loop");
         return NULL;
     }
-    KlSpvMod *sm = &e->sm;
-    Bind *pb = &e->privs[e->npriv];
-    pb->mem = mem_type(e, t->elem);
-    uint32_t w[2] = {pb->mem, cu32(e, (uint32_t)(in->imm.i > 0 ? in->imm.i
-                                                                  : 1))};
-    uint32_t at = kl_spv_fresh_type(sm, SpvOpTypeArray, w, 2);
-    pb->var = kl_spv_id(sm);
-    SPV(sm, &sm->types, SpvOpVariable,
-        kl_spv_ptr(sm, SpvStorageClassPrivate, at), pb->var,
-        SpvStorageClassPrivate);
-    pb->elem_ptr = kl_spv_ptr(sm, SpvStorageClassPrivate, pb->mem);
-    ArrVal *a = new_arr(e, PRIV(e->npriv), t);
-    e->npriv++;
+    int32_t p = new_private(e, t->elem, in->imm.i > 0 ? in->imm.i : 1);
+    ArrVal *a = new_arr(e, PRIV(p), t);
     if (a != NULL) {
         a->off = ci64(e, 0);
         a->shape[0] = ci64(e, in->imm.i);
@@ -2515,6 +2540,121 @@ builtin_x32(Em *e, uint32_t var)
                0);
 }
 
+/* a <op> b for a fold's operation on its element type. */
+static uint32_t
+fold_op(Em *e, const Fold *fo, uint32_t a, uint32_t b)
+{
+    uint32_t ty = reg_type(e, fo->elem);
+    int fl = fo->elem->kind == KL_T_FLOAT;
+    switch (fo->op) {
+    case KL_RED_ADD:
+        return fl ? fop(e, SpvOpFAdd, ty, a, b) : op2(e, SpvOpIAdd, ty, a, b);
+    case KL_RED_MUL:
+        return fl ? fop(e, SpvOpFMul, ty, a, b) : op2(e, SpvOpIMul, ty, a, b);
+    case KL_RED_AND:
+        return op2(e, SpvOpBitwiseAnd, ty, a, b);
+    case KL_RED_OR:
+        return op2(e, SpvOpBitwiseOr, ty, a, b);
+    default:
+        return op2(e, SpvOpBitwiseXor, ty, a, b);
+    }
+}
+
+/* The identity of a fold's operation (-0.0 for a float sum: -0.0 + x is
+ * x for every x). */
+static uint32_t
+fold_identity(Em *e, const Fold *fo)
+{
+    const KlType *t = fo->elem;
+    if (t->kind == KL_T_FLOAT) {
+        return fconst(e, t->bits, fo->op == KL_RED_MUL ? 1.0 : -0.0);
+    }
+    uint64_t v = fo->op == KL_RED_MUL ? 1
+                 : fo->op == KL_RED_AND ? ~(uint64_t)0 : 0;
+    return kl_spv_const_int(&e->sm, t->bits, v);
+}
+
+/* After the body ran a chunk: folds the partial it stored privately into
+ * the invocation's accumulator, for each fold. */
+static void
+fold_chunk(Em *e)
+{
+    for (int32_t i = 0; i < e->nfolds; i++) {
+        const Fold *fo = &e->folds[i];
+        const Bind *pb = &e->privs[fo->priv];
+        uint32_t ty = reg_type(e, fo->elem);
+        uint32_t p = op2(e, SpvOpAccessChain, pb->elem_ptr, pb->var,
+                         cu32(e, 0));
+        uint32_t v = op1(e, SpvOpLoad, ty, p);
+        SPV(&e->sm, B, SpvOpStore, fo->acc,
+            fold_op(e, fo, op1(e, SpvOpLoad, ty, fo->acc), v));
+    }
+}
+
+/* At the end of the entry (every invocation of the workgroup reaches
+ * it): a fixed tree in workgroup memory joins the workgroup's
+ * accumulators (t with t + 32, then t + 16, ...), and local invocation 0
+ * stores the result at the workgroup's index of the fold's binding. */
+static void
+fold_workgroup(Em *e, uint32_t lid, uint32_t wid)
+{
+    KlSpvMod *sm = &e->sm;
+    uint32_t bt = kl_spv_bool(sm), wg[MAX_FOLDS], ptr[MAX_FOLDS];
+    for (int32_t i = 0; i < e->nfolds; i++) {
+        const Fold *fo = &e->folds[i];
+        uint32_t ty = reg_type(e, fo->elem);
+        uint32_t w[2] = {ty, cu32(e, KL_SPV_PFOR_WG)};
+        uint32_t at = kl_spv_fresh_type(sm, SpvOpTypeArray, w, 2);
+        wg[i] = kl_spv_id(sm);
+        SPV(sm, &sm->types, SpvOpVariable,
+            kl_spv_ptr(sm, SpvStorageClassWorkgroup, at), wg[i],
+            SpvStorageClassWorkgroup);
+        kl_spv_name(sm, wg[i], "fold");
+        ptr[i] = kl_spv_ptr(sm, SpvStorageClassWorkgroup, ty);
+        SPV(sm, B, SpvOpStore, op2(e, SpvOpAccessChain, ptr[i], wg[i], lid),
+            op1(e, SpvOpLoad, ty, fo->acc));
+    }
+    workgroup_barrier(e);
+    for (uint32_t s = KL_SPV_PFOR_WG / 2; s > 0; s /= 2) {
+        uint32_t m = open_if(e, op2(e, SpvOpULessThan, bt, lid, cu32(e, s)));
+        uint32_t other = op2(e, SpvOpIAdd, e->u32, lid, cu32(e, s));
+        for (int32_t i = 0; i < e->nfolds; i++) {
+            uint32_t ty = reg_type(e, e->folds[i].elem);
+            uint32_t here = op2(e, SpvOpAccessChain, ptr[i], wg[i], lid);
+            uint32_t there = op2(e, SpvOpAccessChain, ptr[i], wg[i], other);
+            SPV(sm, B, SpvOpStore, here,
+                fold_op(e, &e->folds[i], op1(e, SpvOpLoad, ty, here),
+                        op1(e, SpvOpLoad, ty, there)));
+        }
+        close_if(e, m);
+        workgroup_barrier(e);
+    }
+    uint32_t m = open_if(e, op2(e, SpvOpIEqual, bt, lid, cu32(e, 0)));
+    for (int32_t i = 0; i < e->nfolds; i++) {
+        const Fold *fo = &e->folds[i];
+        const Bind *b = &e->bvars[fo->out];
+        uint32_t ty = reg_type(e, fo->elem);
+        uint32_t v = op1(e, SpvOpLoad, ty,
+                         op2(e, SpvOpAccessChain, ptr[i], wg[i], cu32(e, 0)));
+        uint32_t base = b->var;
+        if (b->block_ptr != 0) {
+            base = op1(e, SpvOpConvertUToPtr, b->block_ptr,
+                       op1(e, SpvOpLoad, e->i64t, b->var));
+        }
+        uint32_t p = op3(e, SpvOpAccessChain, b->elem_ptr, base, cu32(e, 0),
+                         wid);
+        if (b->align != 0) {
+            SPV(sm, B, SpvOpStore, p, v, SpvMemoryAccessAlignedMask,
+                b->align);
+        }
+        else {
+            SPV(sm, B, SpvOpStore, p, v);
+        }
+        e->binds[fo->out].written = 1;
+    }
+    close_if(e, m);
+}
+
 /* The PFOR entry: grid-stride loop over chunks (kernel.h).  In a kernel
  * that can raise, an invocation leaves the loop at its first raising
  * chunk, and the workgroup then writes its record (write_record). */
@@ -2529,13 +2669,19 @@ pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
         kl_spv_ptr(sm, SpvStorageClassFunction, i64), cvar,
         SpvStorageClassFunction);
     uint32_t wgmin = 0, keyvar = 0, chunkvar = 0, lid = 0;
+    if (e->raised_var != 0 || e->nfolds > 0) {
+        lid = builtin_x32(e, io->lid);
+    }
+    for (int32_t i = 0; i < e->nfolds; i++) {
+        Fold *fo = &e->folds[i];
+        fo->acc = local_var(e, reg_type(e, fo->elem), fold_identity(e, fo));
+    }
     if (e->raised_var != 0) {
         wgmin = kl_spv_id(sm);
         SPV(sm, &sm->types, SpvOpVariable,
             kl_spv_ptr(sm, SpvStorageClassWorkgroup, e->u32), wgmin,
             SpvStorageClassWorkgroup);
         kl_spv_name(sm, wgmin, "lowest_raise");
-        lid = builtin_x32(e, io->lid);
         uint32_t m = open_if(e, op2(e, SpvOpIEqual, bt, lid, cu32(e, 0)));
         SPV(sm, B, SpvOpStore, wgmin, cu32(e, 0xffffffffu));
         close_if(e, m);
@@ -2565,10 +2711,11 @@ pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
     uint32_t left = op2(e, SpvOpISub, i64, niters, lo);
     uint32_t fewer = op2(e, SpvOpSLessThan, bt, left, cs);
     uint32_t len = op3(e, SpvOpSelect, i64, fewer, left, cs);
-    w[3] = c;
+    w[3] = e->nfolds > 0 ? ci64(e, 0) : c;  /* folds: private partials */
     w[4] = lo;
     w[5] = op2(e, SpvOpIAdd, i64, lo, len);
     call_kernel(e, g, w, n);
+    fold_chunk(e);
     if (e->raised_var != 0) {
         uint32_t rs = op1(e, SpvOpLoad, bt, e->raised_var);
         uint32_t out = kl_spv_id(sm), go = kl_spv_id(sm);
@@ -2598,6 +2745,9 @@ pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
     SPV(sm, B, SpvOpStore, cvar, op2(e, SpvOpIAdd, i64, c, grid));
     branch(e, head);
     label(e, merge);
+    if (e->nfolds > 0) {
+        fold_workgroup(e, lid, builtin_x32(e, io->wid));
+    }
     if (e->raised_var != 0) {
         write_record(e, op1(e, SpvOpLoad, e->u32, keyvar),
                      op1(e, SpvOpLoad, i64, chunkvar), wgmin, lid,
@@ -2645,7 +2795,7 @@ emit_main(Em *e, Fn *g)
         io.gid = builtin_var(e, SpvBuiltInGlobalInvocationId,
                              "gl_GlobalInvocationID");
         io.nwg = builtin_var(e, SpvBuiltInNumWorkgroups, "gl_NumWorkGroups");
-        if (e->raised_var != 0) {
+        if (e->raised_var != 0 || e->nfolds > 0) {
             io.lid = builtin_var(e, SpvBuiltInLocalInvocationId,
                                  "gl_LocalInvocationID");
             io.wid = builtin_var(e, SpvBuiltInWorkgroupId, "gl_WorkGroupID");
@@ -2754,16 +2904,91 @@ check_kernel(Em *e, int32_t fi, KlSpvKind kind)
 }
 
 /* Marks the bindings of pfor body f's partials params (f->param_reduce,
- * set by passes/parallel.c) with their combining operation. */
+ * set by passes/parallel.c) with their combining operation, and those
+ * folded per workgroup as such. */
 static void
-tag_partials(const KlFunc *f, KlSpvBinding *binds, int32_t nbinds)
+tag_partials(const Em *e, const KlFunc *f)
 {
-    for (int32_t b = 0; f->param_reduce != NULL && b < nbinds; b++) {
-        int32_t p = binds[b].param;
+    for (int32_t b = 0; f->param_reduce != NULL && b < e->nbinds; b++) {
+        int32_t p = e->binds[b].param;
         if (p >= 3 && p < f->nparams) {
-            binds[b].reduce = f->param_reduce[p];
+            e->binds[b].reduce = f->param_reduce[p];
+            e->binds[b].per_group = e->nfolds > 0;
         }
     }
+}
+
+/* 1 when pfor body f's reductions can all be folded per workgroup: each
+ * combines by + * & | or ^ (which commute, so a fixed order other than
+ * chunk order is allowed) ints or floats of 32 or 64 bits, and the chunk
+ * number (param 0) only indexes the partials. */
+static int
+foldable(const KlFunc *f)
+{
+    int n = 0;
+    for (int32_t p = 3; f->param_reduce != NULL && p < f->nparams; p++) {
+        int op = f->param_reduce[p];
+        const KlType *t = f->param_types[p]->elem;
+        if (op == KL_RED_NONE) {
+            continue;
+        }
+        if (op == KL_RED_MIN || op == KL_RED_MAX || t->bits < 32
+            || (t->kind != KL_T_INT && t->kind != KL_T_FLOAT)) {
+            return 0;
+        }
+        n++;
+    }
+    if (n == 0 || n > MAX_FOLDS) {
+        return 0;
+    }
+    for (int32_t i = 0; i < f->ninsts; i++) {
+        const KlInst *in = &f->insts[i];
+        for (int32_t a = 0; a < in->nargs; a++) {
+            const KlInst *x = &f->insts[in->args[a]];
+            if (x->op != KL_OP_arg || x->imm.i != 0) {
+                continue;
+            }
+            const KlInst *arr = &f->insts[in->args[0]];
+            if (in->op != KL_OP_elemptr || a != 1 || arr->op != KL_OP_arg
+                || f->param_reduce[arr->imm.i] == KL_RED_NONE) {
+                return 0;
+            }
+        }
+    }
+    return 1;
+}
+
+/* The array bindings of PFOR body f when its partials are folded: one
+ * binding per array param in order (the partials' receive the
+ * workgroups' partials), and a private one-element array per partials
+ * param, which the body writes (e->folds).  malloc'ed, per param; NULL
+ * with e->d filled. */
+static int32_t *
+fold_bindings(Em *e, const KlFunc *f)
+{
+    int32_t *ab = malloc(sizeof(int32_t) * ((size_t)f->nparams + 1));
+    if (ab == NULL) {
+        nomem(e);
+        return NULL;
+    }
+    for (int32_t k = 0; k < f->nparams; k++) {
+        const KlType *t = f->param_types[k];
+        ab[k] = t->kind == KL_T_ARRAY ? add_binding(e, k, t->elem, 0) : -1;
+        if (t->kind == KL_T_ARRAY && ab[k] < 0) {
+            free(ab);
+            return NULL;
+        }
+        if (k >= 3 && f->param_reduce[k] != KL_RED_NONE) {
+            Fold *fo = &e->folds[e->nfolds++];
+            fo->param = k;
+            fo->out = ab[k];
+            fo->op = f->param_reduce[k];
+            fo->elem = t->elem;
+            fo->priv = new_private(e, t->elem, 1);
+            ab[k] = PRIV(fo->priv);
+        }
+    }
+    return ab;
 }
 
 int
@@ -2787,7 +3012,13 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
         goto done;
     }
     make_globals(&e);
-    Fn *g = get_fn(&e, fi, NULL);
+    int32_t *abind = NULL;
+    if (kind == KL_SPV_PFOR && foldable(m->funcs[fi])
+        && (abind = fold_bindings(&e, m->funcs[fi])) == NULL) {
+        goto done;
+    }
+    Fn *g = get_fn(&e, fi, abind);
+    free(abind);
     if (g == NULL) {
         goto done;
     }
@@ -2815,7 +3046,7 @@ kl_spirv_emit(KlModule *m, int32_t fi, KlSpvKind kind, KlSpirv *out,
     out->ret_type = m->funcs[fi]->ret_type;
     out->records = kind == KL_SPV_PFOR && e.raised_var != 0;
     if (kind == KL_SPV_PFOR) {
-        tag_partials(m->funcs[fi], e.binds, e.nbinds);
+        tag_partials(&e, m->funcs[fi]);
     }
     out->bda = (uint8_t)e.sm.psb;
     e.binds = NULL;

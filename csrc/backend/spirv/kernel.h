@@ -141,6 +141,9 @@ typedef struct KlSpvBinding {
                                caller's array, combines it on the device
                                and stores the result in the caller's
                                element 0 */
+    uint8_t per_group;      /* PFOR partials folded in the kernel: it
+                               stores one partial per dispatched workgroup
+                               at [workgroup], not one per chunk */
 } KlSpvBinding;
 
 /* An emitted kernel; free with kl_spirv_free. */
