@@ -277,7 +277,8 @@ reaches_pfor(const KlModule *m, int64_t fi, uint8_t *memo)
         for (int32_t k = 0; k < v->len && !yes; k++) {
             const KlInst *in = &g->insts[v->items[k]];
             yes = in->op == KL_OP_pfor
-                  || (in->op == KL_OP_call && reaches_pfor(m, in->imm.i, memo));
+                  || (in->op == KL_OP_call
+                      && reaches_pfor(m, in->imm.i, memo));
         }
     }
     memo[fi] = yes ? 1 : 2;

@@ -116,7 +116,8 @@ hidden_new(const KlVkSteps *s, Hidden *h, KlDiag *d)
 {
     size_t total = 0;
     for (int32_t i = 0; i < s->nhidden; i++) {
-        size_t bytes = (size_t)s->len[i] * (size_t)kl_type_itemsize(s->elem[i]);
+        size_t bytes = (size_t)s->len[i]
+                       * (size_t)kl_type_itemsize(s->elem[i]);
         total += (bytes + HIDDEN_ALIGN - 1) / HIDDEN_ALIGN * HIDDEN_ALIGN;
     }
     h->mem = aligned_alloc(HIDDEN_ALIGN, total > 0 ? total : HIDDEN_ALIGN);

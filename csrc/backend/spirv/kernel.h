@@ -77,7 +77,13 @@
  * So an array is not limited to maxStorageBufferRange.
  * Reductions: a PFOR body param whose KlFunc.param_reduce entry is not
  * KL_RED_NONE (passes/parallel.c) is a reduction's partials array; its
- * binding carries that KlReduceOp in `reduce` (below).
+ * binding carries that KlReduceOp in `reduce` (below).  The kernel holds
+ * one partial per chunk at [chunk], or, when it folds them (`per_group`:
+ * all of the loop's reductions are + * & | ^ of 32/64-bit ints or floats,
+ * at most 8), one per dispatched workgroup at [workgroup id]: each
+ * invocation folds its chunks' partials in its grid-stride order, then
+ * a fixed tree in workgroup memory (t with t + 32, t + 16, ... t + 1)
+ * joins the workgroup's 64.
  * A PFOR kernel's params start with three int64: nchunks, cs, niters (as
  * the `pfor` instruction's %a, %b, %c), followed by its captured values
  * (body params 3, 4, ...).  The entry runs chunk c = global invocation id
