@@ -325,6 +325,29 @@ kl_block_term(const KlFunc *f, int32_t b)
     return (kl_op_flags(f->insts[last].op) & KL_TERM) ? last : -1;
 }
 
+int
+kl_block_succs(const KlFunc *f, int32_t b, int32_t out[2])
+{
+    int32_t t = kl_block_term(f, b);
+    if (t < 0) {
+        return -1;
+    }
+    const KlInst *in = &f->insts[t];
+    int n = 0;
+    if (in->op == KL_OP_jump || in->op == KL_OP_branch) {
+        out[n++] = (int32_t)in->imm.i;
+    }
+    if (in->op == KL_OP_branch) {
+        out[n++] = in->aux;
+    }
+    for (int i = 0; i < n; i++) {
+        if (out[i] < 0 || out[i] >= f->nblocks) {
+            return -1;
+        }
+    }
+    return n;
+}
+
 /* ---- verifier --------------------------------------------------------- */
 
 static int

@@ -48,27 +48,6 @@ typedef struct Bounds {
 
 /* ---- CFG and dominators ---------------------------------------------- */
 
-/* Successors of block b: their count, written to out[0..2). */
-static int
-successors(const KlFunc *f, int32_t b, int32_t out[2])
-{
-    int32_t t = kl_block_term(f, b);
-    if (t < 0) {
-        return 0;
-    }
-    const KlInst *in = &f->insts[t];
-    if (in->op == KL_OP_jump) {
-        out[0] = (int32_t)in->imm.i;
-        return 1;
-    }
-    if (in->op == KL_OP_branch) {
-        out[0] = (int32_t)in->imm.i;
-        out[1] = in->aux;
-        return 2;
-    }
-    return 0;
-}
-
 static int
 build_preds(Bounds *B)
 {
@@ -79,7 +58,7 @@ build_preds(Bounds *B)
     }
     for (int32_t b = 0; b < f->nblocks; b++) {
         int32_t s[2];
-        int n = successors(f, b, s);
+        int n = kl_block_succs(f, b, s);
         for (int k = 0; k < n; k++) {
             if (s[k] < 0 || s[k] >= f->nblocks
                 || kl_vec_push(B->a, &B->preds[s[k]], b) < 0) {
@@ -126,7 +105,7 @@ build_dominators(Bounds *B)
     next[0] = 1;
     while (depth > 0) {
         int32_t b = stack[depth - 1], s[2];
-        int ns = successors(f, b, s);
+        int ns = kl_block_succs(f, b, s);
         if (next[b] <= ns) {
             int32_t t = s[next[b]++ - 1];
             if (next[t] == 0) {

@@ -964,31 +964,6 @@ infer_inst(Infer *S, int32_t id)
 
 /* ---- driving ----------------------------------------------------------- */
 
-/* Successor blocks of block b's terminator, into out[0..2); their count,
- * or -1 on a malformed terminator. */
-static int
-successors(const KlFunc *f, int32_t b, int32_t out[2])
-{
-    int32_t t = kl_block_term(f, b);
-    if (t < 0) {
-        return -1;
-    }
-    const KlInst *in = &f->insts[t];
-    int n = 0;
-    if (in->op == KL_OP_jump || in->op == KL_OP_branch) {
-        out[n++] = (int32_t)in->imm.i;
-    }
-    if (in->op == KL_OP_branch) {
-        out[n++] = in->aux;
-    }
-    for (int i = 0; i < n; i++) {
-        if (out[i] < 0 || out[i] >= f->nblocks) {
-            return -1;
-        }
-    }
-    return n;
-}
-
 /* Finds the blocks reachable from the entry and the jumps into each;
  * resets the types infer owns (block params, undefs). */
 static int
@@ -1013,7 +988,7 @@ setup(Infer *S)
     S->reach[0] = 1;
     while (top > 0) {
         int32_t b = stack[--top];
-        int n = successors(f, b, succ);
+        int n = kl_block_succs(f, b, succ);
         if (n < 0) {
             return kl_internal_error(S->d, "%s: b%d has a bad terminator",
                                      f->name, b);

@@ -61,33 +61,12 @@ alloc(St *s, size_t n, size_t size)
 #define ADD(set, i) ((set)[(i) >> 6] |= (uint64_t)1 << ((i) & 63))
 #define DEL(set, i) ((set)[(i) >> 6] &= ~((uint64_t)1 << ((i) & 63)))
 
-/* The successors of block b (up to 2); returns their number. */
-static int
-successors(const KlFunc *f, int32_t b, int32_t succ[2])
-{
-    int32_t t = kl_block_term(f, b);
-    if (t < 0) {
-        return 0;
-    }
-    const KlInst *in = &f->insts[t];
-    if (in->op == KL_OP_jump) {
-        succ[0] = (int32_t)in->imm.i;
-        return 1;
-    }
-    if (in->op == KL_OP_branch) {
-        succ[0] = (int32_t)in->imm.i;
-        succ[1] = in->aux;
-        return 2;
-    }
-    return 0;
-}
-
 /* set = the values live at the end of block b. */
 static void
 live_out(const St *s, int32_t b, uint64_t *set)
 {
     int32_t succ[2];
-    int n = successors(s->f, b, succ);
+    int n = kl_block_succs(s->f, b, succ);
     memset(set, 0, sizeof(uint64_t) * (size_t)s->words);
     for (int i = 0; i < n; i++) {
         const uint64_t *in = &s->live[(size_t)succ[i] * (size_t)s->words];
@@ -520,7 +499,7 @@ block_order(St *s)
     seen[0] = 1;
     while (top > 0) {
         int32_t b = stack[top - 1], succ[2];
-        int ns = successors(f, b, succ);
+        int ns = kl_block_succs(f, b, succ);
         if (next[b] < ns) {
             int32_t c = succ[next[b]++];
             if (!seen[c]) {

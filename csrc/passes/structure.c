@@ -37,28 +37,6 @@ typedef struct St {
 
 /* ---- the CFG ---------------------------------------------------------- */
 
-/* Successors of block b into out (0..2); -1 when b has no terminator. */
-static int
-succs(const KlFunc *f, int32_t b, int32_t out[2])
-{
-    int32_t t = kl_block_term(f, b);
-    if (t < 0) {
-        return -1;
-    }
-    const KlInst *in = &f->insts[t];
-    switch (in->op) {
-    case KL_OP_jump:
-        out[0] = (int32_t)in->imm.i;
-        return 1;
-    case KL_OP_branch:
-        out[0] = (int32_t)in->imm.i;
-        out[1] = in->aux;
-        return 2;
-    default:
-        return 0;
-    }
-}
-
 static int
 nomem(St *st)
 {
@@ -86,7 +64,7 @@ number_blocks(St *st)
     st->rpo[0] = -1;
     while (sp > 0) {
         int32_t b = stack[2 * sp - 2], out[2];
-        int ns = succs(f, b, out);
+        int ns = kl_block_succs(f, b, out);
         if (ns < 0) {
             free(stack);
             free(post);
@@ -138,7 +116,7 @@ find_preds(St *st)
     }
     for (int32_t i = 0; i < st->norder; i++) {
         int32_t b = st->order[i];
-        int ns = succs(st->f, b, out);
+        int ns = kl_block_succs(st->f, b, out);
         for (int k = 0; k < ns; k++) {
             st->predoff[out[k] + 1]++;
             if (st->rpo[out[k]] > i) {
@@ -156,7 +134,7 @@ find_preds(St *st)
     }
     for (int32_t i = 0; i < st->norder; i++) {
         int32_t b = st->order[i];
-        int ns = succs(st->f, b, out);
+        int ns = kl_block_succs(st->f, b, out);
         for (int k = 0; k < ns; k++) {
             st->preds[st->predoff[out[k]] + fill[out[k]]++] = b;
         }
@@ -229,7 +207,7 @@ find_loops(St *st)
     }
     for (int32_t i = 0; i < st->norder; i++) {
         int32_t s = st->order[i];
-        int ns = succs(f, s, out);
+        int ns = kl_block_succs(f, s, out);
         for (int k = 0; k < ns; k++) {
             int32_t h = out[k];
             if (st->rpo[h] > i) {

@@ -936,6 +936,15 @@ kl_vk_pfor(const KlVkKernel *k, int64_t nchunks, int64_t cs, int64_t niters,
     if (info != NULL && groups > info->max_workgroup_count[0]) {
         groups = info->max_workgroup_count[0];
     }
+    for (int32_t b = 0; b < k->spv.nbindings; b++) {
+        /* folded partials need at most one chunk per invocation, which
+           parallel.c's cap on reduction chunks guarantees */
+        if (k->spv.bindings[b].per_group
+            && (uint64_t)nchunks > groups * KL_SPV_PFOR_WG) {
+            return kl_internal_error(d, "a folded reduction of %lld chunks",
+                                     (long long)nchunks);
+        }
+    }
     Call c;
     memset(&c, 0, sizeof(c));
     c.k = k;

@@ -516,33 +516,6 @@ emit_elemptr(Cg *cg, LLVMValueRef arr, const KlType *at, LLVMValueRef *idx)
 
 /* ---- control flow ----------------------------------------------------- */
 
-/* Successor blocks of IR block b: 0..2 written to out; -1 on a block
- * without a terminator. */
-static int
-successors(const KlFunc *f, int32_t b, int32_t out[2])
-{
-    const KlBlock *blk = &f->blocks[b];
-    if (blk->insts.len == 0) {
-        return -1;
-    }
-    const KlInst *t = &f->insts[blk->insts.items[blk->insts.len - 1]];
-    switch (t->op) {
-    case KL_OP_jump:
-        out[0] = (int32_t)t->imm.i;
-        return 1;
-    case KL_OP_branch:
-        out[0] = (int32_t)t->imm.i;
-        out[1] = t->aux;
-        return 2;
-    case KL_OP_ret:
-    case KL_OP_raise:
-    case KL_OP_unreachable:
-        return 0;
-    default:
-        return -1;
-    }
-}
-
 /* Reverse postorder of the blocks reachable from block 0 into order
  * (room for nblocks); returns its length or -1 with d filled.  Every
  * definition is emitted before its uses in this order. */
@@ -566,7 +539,7 @@ reverse_postorder(Cg *cg, int32_t *order)
     while (sp > 0) {
         int32_t b = stack[2 * (sp - 1)], *next = &stack[2 * (sp - 1) + 1];
         int32_t succ[2];
-        int ns = successors(f, b, succ);
+        int ns = kl_block_succs(f, b, succ);
         if (ns < 0) {
             free(stack);
             free(seen);

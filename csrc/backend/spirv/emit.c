@@ -75,16 +75,15 @@ typedef struct Con {
 #define MAX_PRIV_ELEMS 65536
 
 /* A reduction's partials folded per workgroup in a PFOR kernel: the body
- * stores its chunk's partial into a private one-element array, the entry
- * folds those into a per-invocation accumulator, then a tree in
- * workgroup memory into one partial per workgroup (kernel.h). */
+ * stores its chunk's partial into a private one-element array, and a tree
+ * in workgroup memory joins the workgroup's, in chunk order, into one
+ * partial per workgroup (kernel.h). */
 typedef struct Fold {
     int32_t param;              /* the body's partials parameter */
     int32_t priv;               /* its private array (privs index) */
     int32_t out;                /* binding receiving the workgroups' */
-    uint8_t op;                 /* KlReduceOp: + * & | ^ */
-    const KlType *elem;         /* int or float, 32 or 64 bits */
-    uint32_t acc;               /* Function variable: the accumulator */
+    uint8_t op;                 /* KlReduceOp */
+    const KlType *elem;         /* the partials' element type */
 } Fold;
 
 #define MAX_FOLDS 8
@@ -2540,17 +2539,66 @@ builtin_x32(Em *e, uint32_t var)
                0);
 }
 
-/* a <op> b for a fold's operation on its element type. */
+/* The type a fold computes in: its element's register type, but 32-bit
+ * ints for bool and narrower ints (wrap-around and order are the same
+ * there once the result is truncated back). */
+static uint32_t
+fold_type(Em *e, const Fold *fo)
+{
+    const KlType *t = fo->elem;
+    int narrow = t->kind == KL_T_BOOL || (t->kind == KL_T_INT && t->bits < 32);
+    return narrow ? e->u32 : reg_type(e, t);
+}
+
+/* Converts a partial between its memory type and fold_type (to_fold) or
+ * back. */
+static uint32_t
+fold_convert(Em *e, const Fold *fo, uint32_t v, int to_fold)
+{
+    uint32_t ft = fold_type(e, fo), mt = mem_type(e, fo->elem);
+    if (ft == mt) {
+        return v;
+    }
+    int sext = to_fold && fo->elem->kind == KL_T_INT && fo->elem->is_signed;
+    return op1(e, sext ? SpvOpSConvert : SpvOpUConvert, to_fold ? ft : mt, v);
+}
+
+/* a <op> b for a fold's operation, in fold_type: `a` holds the earlier
+ * chunks.  min and max are Python's: b < a ? b : a, b > a ? b : a. */
 static uint32_t
 fold_op(Em *e, const Fold *fo, uint32_t a, uint32_t b)
 {
-    uint32_t ty = reg_type(e, fo->elem);
-    int fl = fo->elem->kind == KL_T_FLOAT;
+    const KlType *t = fo->elem;
+    uint32_t ty = fold_type(e, fo), bt = kl_spv_bool(&e->sm);
+    int fl = t->kind == KL_T_FLOAT, sg = t->kind == KL_T_INT && t->is_signed;
+    if (t->kind == KL_T_COMPLEX && fo->op == KL_RED_MUL) {
+        uint32_t pt = kl_spv_float(&e->sm, t->bits / 2), x[2][2];
+        for (int k = 0; k < 2; k++) {
+            x[0][k] = op2(e, SpvOpCompositeExtract, pt, a, (uint32_t)k);
+            x[1][k] = op2(e, SpvOpCompositeExtract, pt, b, (uint32_t)k);
+        }
+        uint32_t re = fop(e, SpvOpFSub, pt, fop(e, SpvOpFMul, pt, x[0][0],
+                                                x[1][0]),
+                          fop(e, SpvOpFMul, pt, x[0][1], x[1][1]));
+        uint32_t im = fop(e, SpvOpFAdd, pt, fop(e, SpvOpFMul, pt, x[0][0],
+                                                x[1][1]),
+                          fop(e, SpvOpFMul, pt, x[0][1], x[1][0]));
+        return op2(e, SpvOpCompositeConstruct, ty, re, im);
+    }
+    fl |= t->kind == KL_T_COMPLEX;
     switch (fo->op) {
     case KL_RED_ADD:
         return fl ? fop(e, SpvOpFAdd, ty, a, b) : op2(e, SpvOpIAdd, ty, a, b);
     case KL_RED_MUL:
         return fl ? fop(e, SpvOpFMul, ty, a, b) : op2(e, SpvOpIMul, ty, a, b);
+    case KL_RED_MIN:
+    case KL_RED_MAX: {
+        int mn = fo->op == KL_RED_MIN;
+        SpvOp lt = fl ? SpvOpFOrdLessThan : sg ? SpvOpSLessThan
+                   : SpvOpULessThan;
+        uint32_t wins = mn ? op2(e, lt, bt, b, a) : op2(e, lt, bt, a, b);
+        return op3(e, SpvOpSelect, ty, wins, b, a);
+    }
     case KL_RED_AND:
         return op2(e, SpvOpBitwiseAnd, ty, a, b);
     case KL_RED_OR:
@@ -2560,49 +2608,21 @@ fold_op(Em *e, const Fold *fo, uint32_t a, uint32_t b)
     }
 }
 
-/* The identity of a fold's operation (-0.0 for a float sum: -0.0 + x is
- * x for every x). */
-static uint32_t
-fold_identity(Em *e, const Fold *fo)
-{
-    const KlType *t = fo->elem;
-    if (t->kind == KL_T_FLOAT) {
-        return fconst(e, t->bits, fo->op == KL_RED_MUL ? 1.0 : -0.0);
-    }
-    uint64_t v = fo->op == KL_RED_MUL ? 1
-                 : fo->op == KL_RED_AND ? ~(uint64_t)0 : 0;
-    return kl_spv_const_int(&e->sm, t->bits, v);
-}
-
-/* After the body ran a chunk: folds the partial it stored privately into
- * the invocation's accumulator, for each fold. */
-static void
-fold_chunk(Em *e)
-{
-    for (int32_t i = 0; i < e->nfolds; i++) {
-        const Fold *fo = &e->folds[i];
-        const Bind *pb = &e->privs[fo->priv];
-        uint32_t ty = reg_type(e, fo->elem);
-        uint32_t p = op2(e, SpvOpAccessChain, pb->elem_ptr, pb->var,
-                         cu32(e, 0));
-        uint32_t v = op1(e, SpvOpLoad, ty, p);
-        SPV(&e->sm, B, SpvOpStore, fo->acc,
-            fold_op(e, fo, op1(e, SpvOpLoad, ty, fo->acc), v));
-    }
-}
-
 /* At the end of the entry (every invocation of the workgroup reaches
- * it): a fixed tree in workgroup memory joins the workgroup's
- * accumulators (t with t + 32, then t + 16, ...), and local invocation 0
- * stores the result at the workgroup's index of the fold's binding. */
+ * it): each invocation's partial (it ran at most one chunk: kernel.h) goes
+ * to workgroup memory, a tree joins neighbours in chunk order (t with
+ * t + 1, then t with t + 2, ... t + 32, among the workgroup's chunks
+ * below nchunks), and local invocation 0 stores the result at the
+ * workgroup's index of the fold's binding. */
 static void
-fold_workgroup(Em *e, uint32_t lid, uint32_t wid)
+fold_workgroup(Em *e, uint32_t lid, uint32_t wid, uint32_t nchunks)
 {
     KlSpvMod *sm = &e->sm;
     uint32_t bt = kl_spv_bool(sm), wg[MAX_FOLDS], ptr[MAX_FOLDS];
     for (int32_t i = 0; i < e->nfolds; i++) {
         const Fold *fo = &e->folds[i];
-        uint32_t ty = reg_type(e, fo->elem);
+        const Bind *pb = &e->privs[fo->priv];
+        uint32_t ty = fold_type(e, fo);
         uint32_t w[2] = {ty, cu32(e, KL_SPV_PFOR_WG)};
         uint32_t at = kl_spv_fresh_type(sm, SpvOpTypeArray, w, 2);
         wg[i] = kl_spv_id(sm);
@@ -2611,15 +2631,32 @@ fold_workgroup(Em *e, uint32_t lid, uint32_t wid)
             SpvStorageClassWorkgroup);
         kl_spv_name(sm, wg[i], "fold");
         ptr[i] = kl_spv_ptr(sm, SpvStorageClassWorkgroup, ty);
+        uint32_t mine = op1(e, SpvOpLoad, pb->mem,
+                            op2(e, SpvOpAccessChain, pb->elem_ptr, pb->var,
+                                cu32(e, 0)));
         SPV(sm, B, SpvOpStore, op2(e, SpvOpAccessChain, ptr[i], wg[i], lid),
-            op1(e, SpvOpLoad, ty, fo->acc));
+            fold_convert(e, fo, mine, 1));
     }
-    workgroup_barrier(e);
-    for (uint32_t s = KL_SPV_PFOR_WG / 2; s > 0; s /= 2) {
-        uint32_t m = open_if(e, op2(e, SpvOpULessThan, bt, lid, cu32(e, s)));
+    /* the workgroup's chunks: min(nchunks - wid * 64, 64) */
+    uint32_t left = op2(e, SpvOpISub, e->i64t, nchunks,
+                        op2(e, SpvOpIMul, e->i64t,
+                            op1(e, SpvOpUConvert, e->i64t, wid),
+                            ci64(e, KL_SPV_PFOR_WG)));
+    uint32_t full = op2(e, SpvOpSLessThan, bt, left, ci64(e, KL_SPV_PFOR_WG));
+    uint32_t valid = op1(e, SpvOpUConvert, e->u32,
+                         op3(e, SpvOpSelect, e->i64t, full, left,
+                             ci64(e, KL_SPV_PFOR_WG)));
+    for (uint32_t s = 1; s < KL_SPV_PFOR_WG; s *= 2) {
+        workgroup_barrier(e);
         uint32_t other = op2(e, SpvOpIAdd, e->u32, lid, cu32(e, s));
+        uint32_t lead = op2(e, SpvOpIEqual, bt,
+                            op2(e, SpvOpBitwiseAnd, e->u32, lid,
+                                cu32(e, 2 * s - 1)), cu32(e, 0));
+        uint32_t m = open_if(e, op2(e, SpvOpLogicalAnd, bt, lead,
+                                    op2(e, SpvOpULessThan, bt, other,
+                                        valid)));
         for (int32_t i = 0; i < e->nfolds; i++) {
-            uint32_t ty = reg_type(e, e->folds[i].elem);
+            uint32_t ty = fold_type(e, &e->folds[i]);
             uint32_t here = op2(e, SpvOpAccessChain, ptr[i], wg[i], lid);
             uint32_t there = op2(e, SpvOpAccessChain, ptr[i], wg[i], other);
             SPV(sm, B, SpvOpStore, here,
@@ -2627,15 +2664,15 @@ fold_workgroup(Em *e, uint32_t lid, uint32_t wid)
                         op1(e, SpvOpLoad, ty, there)));
         }
         close_if(e, m);
-        workgroup_barrier(e);
     }
+    workgroup_barrier(e);
     uint32_t m = open_if(e, op2(e, SpvOpIEqual, bt, lid, cu32(e, 0)));
     for (int32_t i = 0; i < e->nfolds; i++) {
         const Fold *fo = &e->folds[i];
         const Bind *b = &e->bvars[fo->out];
-        uint32_t ty = reg_type(e, fo->elem);
-        uint32_t v = op1(e, SpvOpLoad, ty,
+        uint32_t v = op1(e, SpvOpLoad, fold_type(e, fo),
                          op2(e, SpvOpAccessChain, ptr[i], wg[i], cu32(e, 0)));
+        v = fold_convert(e, fo, v, 0);
         uint32_t base = b->var;
         if (b->block_ptr != 0) {
             base = op1(e, SpvOpConvertUToPtr, b->block_ptr,
@@ -2671,10 +2708,6 @@ pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
     uint32_t wgmin = 0, keyvar = 0, chunkvar = 0, lid = 0;
     if (e->raised_var != 0 || e->nfolds > 0) {
         lid = builtin_x32(e, io->lid);
-    }
-    for (int32_t i = 0; i < e->nfolds; i++) {
-        Fold *fo = &e->folds[i];
-        fo->acc = local_var(e, reg_type(e, fo->elem), fold_identity(e, fo));
     }
     if (e->raised_var != 0) {
         wgmin = kl_spv_id(sm);
@@ -2715,7 +2748,6 @@ pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
     w[4] = lo;
     w[5] = op2(e, SpvOpIAdd, i64, lo, len);
     call_kernel(e, g, w, n);
-    fold_chunk(e);
     if (e->raised_var != 0) {
         uint32_t rs = op1(e, SpvOpLoad, bt, e->raised_var);
         uint32_t out = kl_spv_id(sm), go = kl_spv_id(sm);
@@ -2746,7 +2778,7 @@ pfor_body(Em *e, Fn *g, uint32_t *w, const PforIo *io)
     branch(e, head);
     label(e, merge);
     if (e->nfolds > 0) {
-        fold_workgroup(e, lid, builtin_x32(e, io->wid));
+        fold_workgroup(e, lid, builtin_x32(e, io->wid), nchunks);
     }
     if (e->raised_var != 0) {
         write_record(e, op1(e, SpvOpLoad, e->u32, keyvar),
@@ -2918,25 +2950,14 @@ tag_partials(const Em *e, const KlFunc *f)
     }
 }
 
-/* 1 when pfor body f's reductions can all be folded per workgroup: each
- * combines by + * & | or ^ (which commute, so a fixed order other than
- * chunk order is allowed) ints or floats of 32 or 64 bits, and the chunk
- * number (param 0) only indexes the partials. */
+/* 1 when pfor body f's reductions (at most MAX_FOLDS) can be folded per
+ * workgroup: the chunk number (param 0) only indexes the partials. */
 static int
 foldable(const KlFunc *f)
 {
     int n = 0;
     for (int32_t p = 3; f->param_reduce != NULL && p < f->nparams; p++) {
-        int op = f->param_reduce[p];
-        const KlType *t = f->param_types[p]->elem;
-        if (op == KL_RED_NONE) {
-            continue;
-        }
-        if (op == KL_RED_MIN || op == KL_RED_MAX || t->bits < 32
-            || (t->kind != KL_T_INT && t->kind != KL_T_FLOAT)) {
-            return 0;
-        }
-        n++;
+        n += f->param_reduce[p] != KL_RED_NONE;
     }
     if (n == 0 || n > MAX_FOLDS) {
         return 0;

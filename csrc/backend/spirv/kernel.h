@@ -77,13 +77,13 @@
  * So an array is not limited to maxStorageBufferRange.
  * Reductions: a PFOR body param whose KlFunc.param_reduce entry is not
  * KL_RED_NONE (passes/parallel.c) is a reduction's partials array; its
- * binding carries that KlReduceOp in `reduce` (below).  The kernel holds
- * one partial per chunk at [chunk], or, when it folds them (`per_group`:
- * all of the loop's reductions are + * & | ^ of 32/64-bit ints or floats,
- * at most 8), one per dispatched workgroup at [workgroup id]: each
- * invocation folds its chunks' partials in its grid-stride order, then
- * a fixed tree in workgroup memory (t with t + 32, t + 16, ... t + 1)
- * joins the workgroup's 64.
+ * binding carries that KlReduceOp in `reduce` (below).  The kernel stores
+ * one partial per chunk at [chunk], or, when it folds them (`per_group`,
+ * loops with at most 8 reductions), one per dispatched workgroup at
+ * [workgroup id]: the workgroup's chunks in order (t with t + 1, then
+ * with t + 2, ... t + 32, in workgroup memory, a barrier between
+ * levels).  That needs at most one chunk per invocation (nchunks <= 64 x
+ * workgroups), which the dispatcher checks.
  * A PFOR kernel's params start with three int64: nchunks, cs, niters (as
  * the `pfor` instruction's %a, %b, %c), followed by its captured values
  * (body params 3, 4, ...).  The entry runs chunk c = global invocation id
@@ -149,7 +149,7 @@ typedef struct KlSpvBinding {
                                element 0 */
     uint8_t per_group;      /* PFOR partials folded in the kernel: it
                                stores one partial per dispatched workgroup
-                               at [workgroup], not one per chunk */
+                               at [workgroup id], not one per chunk */
 } KlSpvBinding;
 
 /* An emitted kernel; free with kl_spirv_free. */
