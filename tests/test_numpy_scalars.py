@@ -283,6 +283,38 @@ def test_arithmetic_keeps_the_type(target, rng):
         check(e, x)
 
 
+PYINT_OPS = ("+", "-", "*", "//", "%", "&", "|", "^", "<<", ">>", "**")
+
+
+@pytest.mark.parametrize("op", PYINT_OPS)
+def test_python_int_must_fit_the_numpy_int(target, rng, op):
+    """A Python int meeting a NumPy int is converted to it first, and NumPy 2
+    raises OverflowError when it does not fit ("Python integer 1000 out of
+    bounds for int8"), on either side of the operator and in `x op= y`."""
+    left = jit(kernel("left", [f"return x {op} y"], params="x, y"), target)
+    right = jit(kernel("right", [f"return y {op} x"], params="x, y"), target)
+    inplace = jit(kernel("inplace", [f"x {op}= y", "return x"],
+                         params="x, y"), target)
+    for name in ("int8", "uint8", "int16", "uint32", "int64", "uint64"):
+        t = np.dtype(name).type
+        info = np.iinfo(t)
+        ys = [0, 1, 2, -1, int(info.max), int(info.max) + 1, int(info.min),
+              int(info.min) - 1, 1000, -40000, 2**40]
+        ys += [int(v) for v in rng.integers(-2**33, 2**33, 4)]
+        for y in ys:
+            if not -2**63 <= y < 2**63:
+                continue        # kiln's Python ints are 64-bit (documented)
+            fits = info.min <= y <= info.max
+            if fits and ((op in ("<<", ">>") and not 0 <= y < info.bits)
+                         or (op in ("//", "%") and y == 0)
+                         or (op == "**" and y < 0)):
+                continue        # documented differences (language.md)
+            x = t(rng.integers(1, 5))
+            with np.errstate(all="ignore"):
+                for f in (left, right, inplace):
+                    check(f, x, y)
+
+
 def stencil(src, dst):
     n, m = src.shape
     for i in prange(1, n - 1):

@@ -704,6 +704,21 @@ mark_reduction_step(Lower *L, const KlInst *in, int32_t r)
     return r;
 }
 
+/* Operand k (value v) of binop `in` converted to the operation's type s.
+ * A Python int meeting a NumPy int must fit it, as in NumPy 2
+ * (np.int8(3) * 1000 raises OverflowError); a range counter's advance
+ * and a reduction step are kiln's own, and convert as they are. */
+static int32_t
+binop_operand(Lower *L, const KlInst *in, int k, int32_t v, const KlType *s)
+{
+    const KlType *t = OLD(L, in->args[k])->type;
+    if (s->kind == KL_T_INT && !in->type->weak && t->kind == KL_T_INT
+        && t->weak && in->imm.i == 0) {
+        return kl_lw_pyint_to_int(L, v, s);
+    }
+    return kl_lw_conv(L, v, s);
+}
+
 static int32_t
 lower_binop(Lower *L, const KlInst *in)
 {
@@ -720,8 +735,8 @@ lower_binop(Lower *L, const KlInst *in)
         return kl_compile_error(L->d, L->line, "array expressions are not "
                                 "supported; index the array");
     }
-    a = kl_lw_conv(L, a, s);
-    b = kl_lw_conv(L, b, s);
+    a = binop_operand(L, in, 0, a, s);
+    b = binop_operand(L, in, 1, b, s);
     if (a < 0 || b < 0) {
         return -1;
     }

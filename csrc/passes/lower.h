@@ -60,6 +60,9 @@ int32_t kl_lw_truth(Lower *L, int32_t v);
 /* Converts scalar v to (the strong form of) type `to` as NumPy casts do;
  * float -> int checks NaN / inf / range first (int() errors). */
 int32_t kl_lw_conv(Lower *L, int32_t v, const KlType *to);
+/* Python int (int64) i as integer type s, raising NumPy's OverflowError
+ * when s cannot hold it ("Python integer 300 out of bounds for int8"). */
+int32_t kl_lw_pyint_to_int(Lower *L, int32_t i, const KlType *s);
 /* float -> int with CPython's int() checks (NaN: ValueError, inf and out of
  * int64 range: OverflowError). */
 int32_t kl_lw_f2i(Lower *L, int32_t x, const KlType *to);

@@ -908,11 +908,8 @@ lower_math(Lower *L, const KlInst *in, KlBuiltin b)
 
 /* ---- NumPy scalar constructors ----------------------------------------- */
 
-/* int64 value i as integer type s, raising NumPy's OverflowError for a
- * Python int that s cannot hold ("Python integer 300 out of bounds for
- * int8"). */
-static int32_t
-pyint_to_int(Lower *L, int32_t i, const KlType *s)
+int32_t
+kl_lw_pyint_to_int(Lower *L, int32_t i, const KlType *s)
 {
     i = kl_lw_conv(L, i, kl_i64);
     if (s == kl_i64) {
@@ -969,7 +966,7 @@ pyfloat_to_int(Lower *L, int32_t x, const KlType *s)
     }
     L->cur = cont;
     if (!u64) {
-        return pyint_to_int(L, kl_lw_e1(L, KL_OP_cast, kl_i64, x), s);
+        return kl_lw_pyint_to_int(L, kl_lw_e1(L, KL_OP_cast, kl_i64, x), s);
     }
     /* [2**63, 2**64): convert x - 2**63 and set the top bit */
     int32_t h = kl_lw_cf(L, kl_f64, two63);
@@ -1024,7 +1021,7 @@ lower_npscalar(Lower *L, const KlInst *in, const KlType *s)
         return kl_lw_conv(L, x, s);
     }
     if (s->kind == KL_T_INT && t->kind == KL_T_INT) {
-        return pyint_to_int(L, x, s);
+        return kl_lw_pyint_to_int(L, x, s);
     }
     if (s->kind == KL_T_INT && t->kind == KL_T_FLOAT) {
         return pyfloat_to_int(L, kl_lw_conv(L, x, kl_f64), s);
