@@ -23,8 +23,9 @@
  * call checks the flag and returns at once when it is set.  A pfor below
  * the kernel (a prange in a function called from a parallel body) runs
  * as one chunk in the invocation, its scratch arrays private to it.
- * A pfor kernel's reduction partials are marked for the dispatcher, which
- * combines them on the device (tag_partials, kernel.h).
+ * A pfor kernel folds its reductions' partials per workgroup
+ * (fold_workgroup) and marks them for the dispatcher, which combines the
+ * workgroups' on the device (tag_partials, kernel.h).
  * Floating-point results carry NoContraction unless fastmath, so
  * `a * b + c` is never fused.
  */
@@ -79,7 +80,6 @@ typedef struct Con {
  * in workgroup memory joins the workgroup's, in chunk order, into one
  * partial per workgroup (kernel.h). */
 typedef struct Fold {
-    int32_t param;              /* the body's partials parameter */
     int32_t priv;               /* its private array (privs index) */
     int32_t out;                /* binding receiving the workgroups' */
     uint8_t op;                 /* KlReduceOp */
@@ -2980,7 +2980,7 @@ foldable(const KlFunc *f)
 }
 
 /* The array bindings of PFOR body f when its partials are folded: one
- * binding per array param in order (the partials' receive the
+ * binding per array param in order (a partials param's receives the
  * workgroups' partials), and a private one-element array per partials
  * param, which the body writes (e->folds).  malloc'ed, per param; NULL
  * with e->d filled. */
@@ -3001,7 +3001,6 @@ fold_bindings(Em *e, const KlFunc *f)
         }
         if (k >= 3 && f->param_reduce[k] != KL_RED_NONE) {
             Fold *fo = &e->folds[e->nfolds++];
-            fo->param = k;
             fo->out = ab[k];
             fo->op = f->param_reduce[k];
             fo->elem = t->elem;
