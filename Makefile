@@ -4,8 +4,8 @@
 #   build   kiln._core in place + an editable install of kiln (incremental)
 #   demo    the Mandelbrot kernel: CPython vs kiln
 #   test    the test suite
-#   bench   bench/bench_foundation.py and bench/run.py (installs numba and
-#           matplotlib to compare and plot)
+#   bench   bench/bench_foundation.py, bench/vulkan_overhead.py and
+#           bench/run.py (installs numba and matplotlib to compare and plot)
 #   clean   remove build products
 #
 # KILN_DEBUG=1 / KILN_SANITIZE=1 / KILN_LLVM_CONFIG=... select the build
@@ -44,6 +44,7 @@ bench: deps build
 	@$(PYTHON) -c "import matplotlib" 2>/dev/null || { \
 	echo "installing matplotlib"; $(PYTHON) -m pip install -q matplotlib; }
 	$(PYTHON) bench/bench_foundation.py
+	$(PYTHON) bench/vulkan_overhead.py
 	$(PYTHON) bench/run.py $(BENCH_ARGS)
 	$(PYTHON) bench/plot.py $(if $(filter --quick,$(BENCH_ARGS)),bench/results/bench-quick.json)
 
