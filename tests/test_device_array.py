@@ -302,22 +302,14 @@ def test_cpu_kernel_refuses_device_array():
 
 
 @needs_device
-def test_serial_code_around_prange_reads_and_writes_device_array(rng):
-    gpu = kiln.jit(target="vulkan")(bump_around)
+@pytest.mark.parametrize("fn", [bump_around, first_then_call])
+def test_serial_code_around_prange_reads_and_writes_device_array(rng, fn):
+    """Serial code runs on the device, around the kernel's own prange or
+    a helper's (inlined), so it reads and writes device arrays."""
+    gpu = kiln.jit(target="vulkan")(fn)
     init = rng.standard_normal(37)
     a = init.copy()
-    want = bump_around(a)
-    d = to_device(init)
-    assert gpu(d) == want
-    np.testing.assert_array_equal(d.copy_to_host(), a)
-
-
-@needs_device
-def test_serial_code_calling_a_prange_helper_takes_device_array(rng):
-    gpu = kiln.jit(target="vulkan")(first_then_call)
-    init = rng.standard_normal(23)
-    a = init.copy()
-    want = first_then_call(a)
+    want = fn(a)
     d = to_device(init)
     assert gpu(d) == want
     np.testing.assert_array_equal(d.copy_to_host(), a)

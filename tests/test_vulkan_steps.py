@@ -21,16 +21,10 @@ import pytest
 
 import kiln
 from kiln import prange
-from conftest import (JIT_DISABLED, call, check, jit, rand_array,
-                      rand_scalars)
+from conftest import call, check, jit, rand_array, rand_scalars
+from test_vulkan import needs_device
 
-try:
-    HAVE_DEVICE = not JIT_DISABLED and kiln.vulkan._device_available()
-except Exception:
-    HAVE_DEVICE = False
-
-pytestmark = pytest.mark.skipif(not HAVE_DEVICE,
-                                reason="no Vulkan device (or JIT disabled)")
+pytestmark = needs_device
 
 
 def vk(fn):
