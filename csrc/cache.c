@@ -1031,7 +1031,7 @@ stored_type(uint8_t kind, uint8_t bits, uint8_t is_signed, uint8_t weak)
     switch (kind) {
     case KL_T_NONE: t = kl_none; break;
     case KL_T_VOID: t = kl_void; break;
-    case KL_T_BOOL: t = kl_bool; break;
+    case KL_T_BOOL: t = weak ? kl_pybool : kl_bool; break;
     case KL_T_INT: t = weak ? kl_pyint : kl_type_int(bits, is_signed); break;
     case KL_T_FLOAT: t = weak ? kl_pyfloat : kl_type_float(bits); break;
     case KL_T_COMPLEX:

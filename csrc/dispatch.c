@@ -251,7 +251,8 @@ spec_name(const KlParamSpec *sp, char *buf, size_t size)
     if (sp->kind == KL_SPEC_SCALAR) {
         const KlType *t = sp->type;
         const char *py = t == kl_pyint ? "int" : t == kl_pyfloat ? "float"
-                         : t == kl_pycomplex ? "complex" : t->name;
+                         : t == kl_pycomplex ? "complex"
+                         : t == kl_pybool ? "bool" : t->name;
         snprintf(buf, size, "%s", py);
     }
     else if (sp->kind == KL_SPEC_ARRAY && sp->ndim >= 0) {
@@ -432,7 +433,7 @@ scalar_value(PyObject *o, ScalarVal *v)
         return 1;
     }
     if (tp == &PyBool_Type) {
-        v->own = kl_bool;
+        v->own = kl_pybool;
         v->i = o == Py_True;
         return 1;
     }
@@ -1006,7 +1007,7 @@ box(const KlType *t, const void *p)
     if (t == NULL || t->kind == KL_T_NONE || t->kind == KL_T_VOID) {
         Py_RETURN_NONE;
     }
-    if (t->kind == KL_T_BOOL) {
+    if (t == kl_pybool) {
         return PyBool_FromLong(*(const uint8_t *)p != 0);
     }
     if (t->weak) {

@@ -19,7 +19,7 @@ const KlType *kl_void, *kl_none, *kl_bool;
 const KlType *kl_i8, *kl_i16, *kl_i32, *kl_i64;
 const KlType *kl_u8, *kl_u16, *kl_u32, *kl_u64;
 const KlType *kl_f32, *kl_f64, *kl_c64, *kl_c128;
-const KlType *kl_pyint, *kl_pyfloat, *kl_pycomplex;
+const KlType *kl_pyint, *kl_pyfloat, *kl_pycomplex, *kl_pybool;
 
 static int
 same(const KlType *a, const KlType *b)
@@ -194,11 +194,12 @@ kl_types_init(void)
     kl_pyint = make(KL_T_INT, 64, 1, 1);
     kl_pyfloat = make(KL_T_FLOAT, 64, 0, 1);
     kl_pycomplex = make(KL_T_COMPLEX, 128, 0, 1);
+    kl_pybool = make(KL_T_BOOL, 8, 0, 1);
     const KlType *v = make(KL_T_VOID, 0, 0, 0);
     if (!kl_none || !kl_bool || !kl_i8 || !kl_i16 || !kl_i32 || !kl_i64
         || !kl_u8 || !kl_u16 || !kl_u32 || !kl_u64 || !kl_f32 || !kl_f64
         || !kl_c64 || !kl_c128 || !kl_pyint || !kl_pyfloat || !kl_pycomplex
-        || !v) {
+        || !kl_pybool || !v) {
         return -1;
     }
     kl_void = v;    /* last: marks initialisation complete */
@@ -221,6 +222,7 @@ kl_type_from_name(const char *name)
         {"complex128", "c128", &kl_c128}, {"pyint", "int", &kl_pyint},
         {"pyfloat", "float", &kl_pyfloat},
         {"pycomplex", "complex", &kl_pycomplex},
+        {"pybool", "pybool", &kl_pybool},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (strcmp(name, names[i].long_name) == 0
@@ -334,7 +336,10 @@ kl_type_promote(const KlType *a, const KlType *b)
         const KlType *w = a->weak ? a : b;
         const KlType *s = a->weak ? b : a;
         if (s->kind == KL_T_BOOL) {
-            return w;   /* bool counts as a Python int next to Python scalars */
+            /* NumPy 2: a NumPy bool with a Python number is that number's
+               default type (np.True_ + 1 is int64); with a Python bool, a
+               NumPy bool */
+            return w->kind == KL_T_BOOL ? s : weak_default(w);
         }
         if (kind_rank(w) <= kind_rank(s)) {
             return s;

@@ -4,11 +4,12 @@
  * `==`.  Interned types live for the life of the process (the table is
  * guarded by a lock; creating types is rare and cheap).
  *
- * Weak types model NumPy 2 / NEP 50 promotion: a Python int, float or
- * complex (a literal, a Python-scalar parameter, the result of arithmetic on
- * Python scalars, a range counter) is *weak*: combined with a NumPy-typed
- * value (an array element, a parameter annotated f32) the NumPy type wins.
- * A weak type is otherwise identical to int64 / float64 / complex128.
+ * Weak types model NumPy 2 / NEP 50 promotion: a Python bool, int, float
+ * or complex (a literal, a Python-scalar parameter, the result of
+ * arithmetic on Python scalars, a range counter) is *weak*: combined with
+ * a NumPy-typed value (an array element, a parameter annotated f32) the
+ * NumPy type wins.  A weak type is otherwise identical to bool / int64 /
+ * float64 / complex128.
  */
 #ifndef KILN_TYPES_H
 #define KILN_TYPES_H
@@ -52,6 +53,10 @@ extern const KlType *kl_u8, *kl_u16, *kl_u32, *kl_u64;
 extern const KlType *kl_f32, *kl_f64, *kl_c64, *kl_c128;
 /* Python int, float, complex: weak int64, float64, complex128. */
 extern const KlType *kl_pyint, *kl_pyfloat, *kl_pycomplex;
+/* Python bool (a literal, `not x`, bool(x), a comparison of Python
+ * scalars): a weak bool.  NumPy bools (array elements, comparisons
+ * involving NumPy values) are kl_bool. */
+extern const KlType *kl_pybool;
 
 /* Builds the singletons; 0 on success, -1 when out of memory. */
 int kl_types_init(void);

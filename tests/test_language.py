@@ -346,8 +346,6 @@ def test_promotion_weak_strong(target, rng, dt):
     NumPy's (checked by check's dtype comparison)."""
     strong = [v for v in rand_scalars(rng, dt, 6, specials=False)]
     weak = [True, 3, 100, 2.5, -0.25, 1.5 - 2j]
-    if dt is np.bool_:
-        weak.remove(True)   # np.bool_ + bool is logical in NumPy, not kiln
     for op in ("+", "*"):
         for w in weak:
             f1, f2 = jit(BINOPS[op], target), jit(BINOPS[op], target)
@@ -449,13 +447,18 @@ def lnot(a):
 @pytest.mark.parametrize("dt", ALL_DTYPES, ids=lambda d: np.dtype(d).name)
 def test_unary(target, rng, dt):
     vals = rand_scalars(rng, dt, N)
-    if np.dtype(dt).kind == "b":
-        vals = [bool(v) for v in vals]      # Python bools: True is an int
     fns = [neg, pos, lnot] + ([inv] if np.dtype(dt).kind in "biu" else [])
+    if np.dtype(dt).kind == "b":
+        fns = [lnot, inv]       # -np.True_ and +np.True_ are TypeErrors
+        vals += [bool(v) for v in vals]     # Python bools: True is an int
     for fn in fns:
         f = jit(fn, target)
         for v in vals:
             check(f, v)
+    if np.dtype(dt).kind == "b":
+        for fn in (neg, pos):
+            check(jit(fn, target), True)
+            check(jit(fn, target), False)
 
 
 def test_unary_weak(target, rng):
@@ -463,6 +466,58 @@ def test_unary_weak(target, rng):
         for fn in (neg, pos, lnot):
             check(jit(fn, target), v)
     check(jit(inv, target), 12345)
+
+
+NUMPY_BOOL_OPS = ("+", "*", "/", "//", "%", "**", "<<", ">>", "&", "|", "^")
+
+
+@pytest.mark.parametrize("op", NUMPY_BOOL_OPS)
+def test_numpy_bool_arithmetic(target, op):
+    """NumPy bools keep NumPy 2's rules: + and * stay bool (or, and), / is
+    float64, // % ** << >> compute in int8; with a Python bool the NumPy
+    bool wins; two Python bools count as ints."""
+    f = jit(BINOPS[op], target)
+    for x in (np.True_, np.False_, True, False):
+        for y in (np.True_, np.False_, True, False):
+            if op in ("/", "//", "%") and not y:
+                continue    # division by zero: documented difference
+            check(f, x, y)
+
+
+def count_above(a, t):
+    c = 0
+    for i in range(a.shape[0]):
+        c += a[i] > t
+    return c
+
+
+def count_above_prange(a, t):
+    c = 0
+    for i in prange(a.shape[0]):
+        c += a[i] > t
+    return c
+
+
+def comparison_times(a):
+    return ((a[0] > 1) + 0) * a[0]
+
+
+def test_comparison_results_are_numpy_or_python_bools(target, rng):
+    """A comparison involving a NumPy value is a NumPy bool (np.True_ + 0 is
+    int64), one of Python values a Python bool, as in CPython."""
+    for dt in (np.int8, np.int32, np.uint64, np.float32):
+        a = rand_array(rng, dt, 9)
+        for t in (0, 1, 2.5):
+            check(jit(count_above, target), a, t)
+            check(jit(count_above_prange, target), a, t)
+        check(jit(comparison_times, target), np.array([5, 2], dt))
+        check(jit(comparison_times, target), np.array([0, 2], dt))
+    for fn in (lambda a, x: a[0] > 1, lambda a, x: x > 1,
+               lambda a, x: (a[0] > 1) == (x > 1),
+               lambda a, x: not (a[0] > 1),
+               lambda a, x: (a[0] > 1) & (x > 1)):
+        for x in (0, 5):
+            check(jit(fn, target), np.array([3], np.int16), x)
 
 
 # ---------------------------------------------------------------------------

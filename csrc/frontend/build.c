@@ -569,7 +569,7 @@ python_scalar(Builder *b, PyObject *obj, Item *out)
 {
     int32_t v;
     if (PyBool_Check(obj)) {
-        v = const_int(b, kl_bool, obj == Py_True);
+        v = const_int(b, kl_pybool, obj == Py_True);
     } else if (PyLong_Check(obj)) {
         int overflow = 0;
         long long x = PyLong_AsLongLongAndOverflow(obj, &overflow);

@@ -438,7 +438,7 @@ verify_inst(const KlFunc *f, int32_t b, int32_t pos, int primitive,
             || verify_target(f, in, in->aux, 0, d) < 0) {
             return -1;
         }
-        if (primitive && f->insts[in->args[0]].type != kl_bool) {
+        if (primitive && f->insts[in->args[0]].type->kind != KL_T_BOOL) {
             return kl_internal_error(d, "%s: %%%d: branch on non-bool",
                                      f->name, id);
         }

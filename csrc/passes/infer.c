@@ -92,11 +92,33 @@ is_complex(const KlType *t)
     return t->kind == KL_T_COMPLEX;
 }
 
-/* The type an operand counts as in arithmetic: bool is a Python int. */
+/* The type an operand counts as in arithmetic: a Python bool is a Python
+ * int; a NumPy bool stays a bool, the lowest kind (np.True_ + 1 is int64,
+ * np.True_ + np.int8(1) is int8: kl_type_promote). */
 static const KlType *
 arith(const KlType *t)
 {
-    return t->kind == KL_T_BOOL ? kl_pyint : t;
+    return t == kl_pybool ? kl_pyint : t;
+}
+
+/* The result type of arithmetic operator op on two bools at least one of
+ * which is a NumPy bool, as NumPy 2 types it: + and * stay bool (or, and),
+ * / is float64, // % ** << >> compute in int8; NULL for - (a TypeError in
+ * NumPy). */
+static const KlType *
+numpy_bool_arith(KlBinop op)
+{
+    switch (op) {
+    case KL_BIN_ADD:
+    case KL_BIN_MUL:
+        return kl_bool;
+    case KL_BIN_TRUEDIV:
+        return kl_f64;
+    case KL_BIN_SUB:
+        return NULL;
+    default:
+        return kl_i8;
+    }
 }
 
 /* The float type of a complex type's parts, keeping its weakness. */
@@ -266,8 +288,18 @@ infer_binop(Infer *S, int32_t id)
         return unsupported(S, in, a, b);
     }
     int bitwise = in->aux >= KL_BIN_AND;
-    if (bitwise && a->kind == KL_T_BOOL && b->kind == KL_T_BOOL) {
-        return kl_bool;
+    if (a->kind == KL_T_BOOL && b->kind == KL_T_BOOL) {
+        if (bitwise) {
+            return a->weak && b->weak ? kl_pybool : kl_bool;
+        }
+        if (!a->weak || !b->weak) {
+            const KlType *t = numpy_bool_arith((KlBinop)in->aux);
+            return t != NULL ? t : fail(S, in->line, "numpy boolean "
+                                        "subtract, the `-` operator, is not "
+                                        "supported, use the bitwise_xor, the "
+                                        "`^` operator, or the logical_xor "
+                                        "function instead.");
+        }
     }
     const KlType *x = arith(a), *y = arith(b), *t;
     switch ((KlBinop)in->aux) {
@@ -277,10 +309,10 @@ infer_binop(Infer *S, int32_t id)
     case KL_BIN_OR:
     case KL_BIN_XOR:
         /* ints only, and no int type may hold both (uint64 with int64) */
-        t = is_int(x) && is_int(y) ? kl_type_promote(x, y) : NULL;
+        t = is_intlike(x) && is_intlike(y) ? kl_type_promote(x, y) : NULL;
         return t && is_int(t) ? t : unsupported(S, in, a, b);
     case KL_BIN_TRUEDIV:
-        if (is_int(x) && is_int(y)) {
+        if (is_intlike(x) && is_intlike(y)) {
             return x->weak && y->weak ? kl_pyfloat : kl_f64;
         }
         return kl_type_promote(x, y);
@@ -312,10 +344,15 @@ infer_unop(Infer *S, int32_t id)
     }
     if (kl_type_is_scalar(a)) {
         if (in->aux == KL_UN_NOT) {
-            return kl_bool;
+            return kl_pybool;
+        }
+        if (a == kl_bool && in->aux != KL_UN_INVERT) {
+            return fail(S, in->line, "the numpy boolean %s, the `%s` "
+                        "operator, is not supported", in->aux == KL_UN_NEG
+                        ? "negative" : "positive", unop_sym[in->aux]);
         }
         if (in->aux != KL_UN_INVERT || is_intlike(a)) {
-            return arith(a);
+            return arith(a);    /* ~np.True_ is np.False_ */
         }
     }
     return fail(S, in->line, "bad operand type for unary %s: '%s'",
@@ -344,7 +381,7 @@ infer_cmp(Infer *S, int32_t id)
         return fail(S, in->line, "'%s' not supported between instances of "
                     "'%s' and '%s'", cmp_sym[in->aux], a->name, b->name);
     }
-    return kl_bool;
+    return a->weak && b->weak ? kl_pybool : kl_bool;
 }
 
 static const KlType *
@@ -738,7 +775,7 @@ infer_builtin(Infer *S, int32_t id)
         return kl_pyfloat;
     case B_BOOL:
     case B_MATH_BOOL:
-        return kl_bool;
+        return kl_pybool;
     case B_COMPLEX:
         return kl_pycomplex;
     case B_CONJ:
@@ -946,7 +983,7 @@ infer_inst(Infer *S, int32_t id)
         return infer_range_test(S, id);
     case KL_OP_branch: {
         const KlType *c = type_of(S, in->args[0]);
-        if (c != NULL && c != kl_bool) {
+        if (c != NULL && c->kind != KL_T_BOOL) {
             return internal(S, "branch condition is not bool", id);
         }
         return kl_void;

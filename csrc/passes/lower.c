@@ -745,12 +745,12 @@ lower_binop(Lower *L, const KlInst *in)
     }
     int isint = s->kind == KL_T_INT;
     switch (in->aux) {
-    case KL_BIN_ADD:
-        return s == kl_bool ? binop_error(L, in) : kl_lw_bin(L, KL_OP_add, a, b);
+    case KL_BIN_ADD:    /* NumPy bools: + is or, * is and */
+        return kl_lw_bin(L, s == kl_bool ? KL_OP_or : KL_OP_add, a, b);
     case KL_BIN_SUB:
         return s == kl_bool ? binop_error(L, in) : kl_lw_bin(L, KL_OP_sub, a, b);
     case KL_BIN_MUL:
-        return s == kl_bool ? binop_error(L, in) : kl_lw_bin(L, KL_OP_mul, a, b);
+        return kl_lw_bin(L, s == kl_bool ? KL_OP_and : KL_OP_mul, a, b);
     case KL_BIN_TRUEDIV:
         if (s->kind != KL_T_FLOAT) {
             return binop_error(L, in);
@@ -831,6 +831,9 @@ lower_unop(Lower *L, const KlInst *in)
         }
         break;
     case KL_UN_INVERT:
+        if (s->kind == KL_T_BOOL) {
+            return kl_lw_not(L, a);     /* ~np.True_ is np.False_ */
+        }
         if (s->kind == KL_T_INT) {
             return kl_lw_bin(L, KL_OP_xor, a, kl_lw_ci(L, s, wrap_int(-1, s)));
         }

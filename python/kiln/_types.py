@@ -115,7 +115,7 @@ _NAMES = [
 SCALARS = {name: ScalarType(name, short) for name, short in _NAMES}
 
 _PYTHON_SPECS = {int: "pyint", float: "pyfloat", complex: "pycomplex",
-                 bool: "bool"}
+                 bool: "pybool"}
 
 
 def _numpy_scalar_name(obj):
