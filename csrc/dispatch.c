@@ -249,11 +249,7 @@ static void
 spec_name(const KlParamSpec *sp, char *buf, size_t size)
 {
     if (sp->kind == KL_SPEC_SCALAR) {
-        const KlType *t = sp->type;
-        const char *py = t == kl_pyint ? "int" : t == kl_pyfloat ? "float"
-                         : t == kl_pycomplex ? "complex"
-                         : t == kl_pybool ? "bool" : t->name;
-        snprintf(buf, size, "%s", py);
+        snprintf(buf, size, "%s", kl_type_pyname(sp->type));
     }
     else if (sp->kind == KL_SPEC_ARRAY && sp->ndim >= 0) {
         const KlType *t = kl_type_array(sp->type, sp->ndim,

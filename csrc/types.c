@@ -160,6 +160,24 @@ kl_type_ptr(const KlType *elem)
     return intern(&t);
 }
 
+const char *
+kl_type_pyname(const KlType *t)
+{
+    if (!t->weak) {
+        return t->name;
+    }
+    switch (t->kind) {
+    case KL_T_BOOL:
+        return "bool";
+    case KL_T_INT:
+        return "int";
+    case KL_T_FLOAT:
+        return "float";
+    default:
+        return "complex";
+    }
+}
+
 const KlType *
 kl_type_strong(const KlType *t)
 {

@@ -76,6 +76,10 @@ const KlType *kl_type_strong(const KlType *t);
  * or short name ("f32", "i64", "c128"); NULL when unknown. */
 const KlType *kl_type_from_name(const char *name);
 
+/* The Python name of a weak type ("bool", "int", "float", "complex"),
+ * else t->name: how types read in messages and printed IR. */
+const char *kl_type_pyname(const KlType *t);
+
 /* Predicates. */
 int kl_type_is_scalar(const KlType *t);     /* bool, int, float, complex */
 int kl_type_is_numeric(const KlType *t);    /* int, float, complex */

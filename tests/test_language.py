@@ -520,6 +520,35 @@ def test_comparison_results_are_numpy_or_python_bools(target, rng):
             check(jit(fn, target), np.array([3], np.int16), x)
 
 
+def bool_join_numpy_first(a, c):
+    x = a[0] > 1
+    if c:
+        x = True
+    return x
+
+
+def bool_join_python_first(a, c):
+    x = True
+    if c:
+        x = a[0] > 1
+    return x
+
+
+def test_python_and_numpy_bool_join(target):
+    """A variable holding a NumPy bool on one path and a Python bool on
+    another is a NumPy bool (one type per variable, docs/language.md),
+    whichever is assigned first; printed IR names a Python bool `bool`."""
+    a = np.array([3], np.int64)
+    for fn in (bool_join_numpy_first, bool_join_python_first):
+        f = jit(fn, target)
+        for c in (0, 1):
+            r = f(a, c)
+            assert type(r) is np.bool_ and r == fn(a, c), (fn, c)
+    g = jit(lnot, target)
+    g(True)
+    assert "a: bool" in g.inspect_ir() and "complex" not in g.inspect_ir()
+
+
 # ---------------------------------------------------------------------------
 # comparisons and boolean operators
 

@@ -544,14 +544,7 @@ print_details(KlText *b, const KlInst *in)
 static const char *
 type_text(const KlType *t)
 {
-    if (t == NULL) {
-        return "?";
-    }
-    if (t->weak) {
-        return t->kind == KL_T_INT ? "int" : t->kind == KL_T_FLOAT ? "float"
-                                                                   : "complex";
-    }
-    return t->name;
+    return t == NULL ? "?" : kl_type_pyname(t);
 }
 
 static void

@@ -161,8 +161,7 @@ static void
 py_type_name(const KlType *t, char *buf, size_t size)
 {
     if (t->weak) {
-        snprintf(buf, size, "%s", t->kind == KL_T_INT ? "int"
-                 : t->kind == KL_T_FLOAT ? "float" : "complex");
+        snprintf(buf, size, "%s", kl_type_pyname(t));
     }
     else if (kl_type_is_numeric(t)) {
         snprintf(buf, size, "numpy.%s", t->name);
@@ -174,7 +173,7 @@ py_type_name(const KlType *t, char *buf, size_t size)
 
 /* Union of two types meeting at a join (block param, min/max, returns):
  * equal types; numeric types promoted (bool with a number is that
- * number); arrays differing only in layout or read-only-ness.  NULL when
+ * number; a Python and a NumPy bool, a NumPy bool); arrays differing only in layout or read-only-ness.  NULL when
  * they cannot share one variable. */
 static const KlType *
 join(const KlType *a, const KlType *b)
@@ -183,6 +182,9 @@ join(const KlType *a, const KlType *b)
         return a;
     }
     if (kl_type_is_scalar(a) && kl_type_is_scalar(b)) {
+        if (a->kind == KL_T_BOOL && b->kind == KL_T_BOOL) {
+            return kl_type_promote(a, b);   /* NumPy's if either is */
+        }
         if (a->kind == KL_T_BOOL) {
             return b;
         }
