@@ -693,40 +693,24 @@ done:
 
 /* ---- printing --------------------------------------------------------- */
 
-typedef struct Out {
-    char *buf;
-    size_t len, cap;
-    int oom;
-} Out;
+/* Appends one line, indented by depth. */
+static void
+put(KlText *o, int depth, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 static void
-put(Out *o, int depth, const char *fmt, ...)
+put(KlText *o, int depth, const char *fmt, ...)
 {
     char line[160];
     va_list ap;
-    int n = snprintf(line, sizeof(line), "%*s", 2 * depth, "");
     va_start(ap, fmt);
-    vsnprintf(line + n, sizeof(line) - (size_t)n, fmt, ap);
+    vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
-    size_t add = strlen(line);
-    if (o->len + add + 2 > o->cap) {
-        size_t cap = (o->cap + add + 2) * 2;
-        char *p = realloc(o->buf, cap);
-        if (p == NULL) {
-            o->oom = 1;
-            return;
-        }
-        o->buf = p;
-        o->cap = cap;
-    }
-    memcpy(o->buf + o->len, line, add);
-    o->len += add;
-    o->buf[o->len++] = '\n';
-    o->buf[o->len] = '\0';
+    kl_text_printf(o, "%*s%s\n", 2 * depth, "", line);
 }
 
 static void
-print_list(Out *o, const KlStructure *s, int32_t head, int depth)
+print_list(KlText *o, const KlStructure *s, int32_t head, int depth)
 {
     for (int32_t i = head; i >= 0; i = s->nodes[i].next) {
         const KlSNode *nd = &s->nodes[i];
@@ -773,12 +757,12 @@ print_list(Out *o, const KlStructure *s, int32_t head, int depth)
 char *
 kl_structure_print(const KlFunc *f, const KlStructure *s)
 {
-    Out o = {NULL, 0, 0, 0};
+    KlText o = {NULL, 0, 0, 0};
     put(&o, 0, "structure %s", f->name);
     print_list(&o, s, s->root, 1);
-    if (o.oom) {
-        free(o.buf);
+    if (o.failed) {
+        free(o.s);
         return NULL;
     }
-    return o.buf;
+    return o.s;
 }
