@@ -893,6 +893,26 @@ read_status(const Call *c, KlStatus *st)
     return 1;
 }
 
+/* Allocates c->arr and views there each array among the kernel's values
+ * vals (KlArrayArg; a NULL value stays an empty view).  0, or -1 with
+ * c->d filled. */
+static int
+view_arrays(Call *c, void *const *vals)
+{
+    const KlVkKernel *k = c->k;
+    c->arr = calloc((size_t)k->nptypes + 1, sizeof(ArrView));
+    if (c->arr == NULL) {
+        return kl_error(c->d, KL_DIAG_NOMEM, 0, "out of memory");
+    }
+    for (int32_t i = 0; i < k->nptypes; i++) {
+        const KlArrayArg *a = vals[i];
+        if (k->ptypes[i]->kind == KL_T_ARRAY && a != NULL) {
+            c->arr[i] = (ArrView){a->data, a->shape, a->strides};
+        }
+    }
+    return 0;
+}
+
 int32_t
 kl_vk_serial(const KlVkKernel *k, void **args, void *ret, KlStatus *st,
              KlDiag *d)
@@ -901,15 +921,8 @@ kl_vk_serial(const KlVkKernel *k, void **args, void *ret, KlStatus *st,
     memset(&c, 0, sizeof(c));
     c.k = k;
     c.d = d;
-    c.arr = calloc((size_t)k->nptypes + 1, sizeof(ArrView));
-    if (c.arr == NULL) {
-        return kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
-    }
-    for (int32_t i = 0; i < k->nptypes; i++) {
-        if (k->ptypes[i]->kind == KL_T_ARRAY) {
-            const KlArrayArg *a = args[i];
-            c.arr[i] = (ArrView){a->data, a->shape, a->strides};
-        }
+    if (view_arrays(&c, args) < 0) {
+        return -1;
     }
     int rc = run(&c, NULL, args, 1);
     free(c.arr);
@@ -949,16 +962,8 @@ kl_vk_pfor(const KlVkKernel *k, int64_t nchunks, int64_t cs, int64_t niters,
     memset(&c, 0, sizeof(c));
     c.k = k;
     c.d = d;
-    c.arr = calloc((size_t)k->nptypes + 1, sizeof(ArrView));
-    if (c.arr == NULL) {
-        return kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
-    }
-    for (int32_t i = 0; i < k->nptypes; i++) {
-        const KlType *t = k->ptypes[i];
-        if (t->kind == KL_T_ARRAY && captured[i] != NULL) {
-            const KlVkArrayVal *a = captured[i];
-            c.arr[i] = (ArrView){a->data, a->dims, a->dims + t->ndim};
-        }
+    if (view_arrays(&c, captured) < 0) {
+        return -1;
     }
     int64_t head[3] = {nchunks, cs, niters};
     c.nchunks = nchunks;

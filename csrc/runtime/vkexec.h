@@ -49,18 +49,10 @@ const uint32_t *kl_vk_kernel_words(const KlVkKernel *k, size_t *nwords);
 int32_t kl_vk_serial(const KlVkKernel *k, void **args, void *ret,
                      KlStatus *st, KlDiag *d);
 
-/* The value compiled host code passes for a captured array: its data
- * pointer followed by ndim extents and ndim byte strides (the LLVM
- * backend's array value as it lies in memory). */
-typedef struct KlVkArrayVal {
-    char *data;             /* element [0, ..., 0] */
-    int64_t dims[];         /* extents, then byte strides */
-} KlVkArrayVal;
-
 /* Runs `pfor` on the device: k is the body's kernel (KL_SPV_PFOR),
  * nchunks, cs and niters the pfor's operands, captured[i] points to the
- * i-th captured value (a scalar as its C type, bool as one byte, complex
- * as {re, im}, an array as KlVkArrayVal; NULL for None).  One dispatch of
+ * i-th captured value (KlEntry's ABI: a scalar as its C type, an array
+ * as a KlArrayArg; NULL for None).  One dispatch of
  * min(ceil(nchunks / KL_SPV_PFOR_WG), max_workgroup_count[0]) workgroups
  * runs the chunks, followed by the combination of each reduction's
  * partials, whose result goes to element 0 of that captured partials

@@ -30,7 +30,6 @@ struct KlVkSteps {
     Pfor *pfors;                /* pfor j at [j - 1] */
     int32_t npfors;
     int32_t nparams;            /* the entry's own parameters */
-    int8_t *ndim;               /* per parameter: dimensions of an array */
     int32_t nhidden;            /* state arrays, then scratch arrays */
     int32_t nstate;
     const KlType **elem;        /* per hidden array: element type */
@@ -50,7 +49,6 @@ kl_vk_steps_free(KlVkSteps *s)
     free(s->steps);
     free(s->elem);
     free(s->len);
-    free(s->ndim);
     free(s);
 }
 
@@ -67,8 +65,7 @@ kl_vk_steps_new(const KlModule *m, const KlSteps *plan,
                               sizeof(Pfor))) == NULL
         || (s->elem = calloc((size_t)nhidden + 1,
                              sizeof(KlType *))) == NULL
-        || (s->len = calloc((size_t)nhidden + 1, sizeof(int64_t))) == NULL
-        || (s->ndim = calloc((size_t)m->funcs[0]->nparams + 1, 1)) == NULL) {
+        || (s->len = calloc((size_t)nhidden + 1, sizeof(int64_t))) == NULL) {
         kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
         kl_vk_steps_free(s);
         return NULL;
@@ -76,9 +73,6 @@ kl_vk_steps_new(const KlModule *m, const KlSteps *plan,
     s->npfors = plan->npfors;
     s->nparams = m->funcs[0]->nparams;
     s->nhidden = nhidden;
-    for (int32_t i = 0; i < s->nparams; i++) {
-        s->ndim[i] = m->funcs[0]->param_types[i]->ndim;
-    }
     s->nstate = plan->nstate;
     for (int32_t h = 0; h < nhidden; h++) {
         int st = h < plan->nstate;
@@ -156,43 +150,19 @@ cell(const KlVkSteps *s, const Hidden *h, const KlStepOperand *op)
            + (size_t)op->slot * (size_t)kl_type_itemsize(s->elem[op->index]);
 }
 
-/* Fills the array value of an array operand (room: 1 + 2 * ndim words). */
-static void *
-array_val(const KlArrayArg *a, int ndim, int64_t *room)
-{
-    KlVkArrayVal *v = (KlVkArrayVal *)room;
-    v->data = a->data;
-    memcpy(v->dims, a->shape, sizeof(int64_t) * (size_t)ndim);
-    memcpy(v->dims + ndim, a->strides, sizeof(int64_t) * (size_t)ndim);
-    return v;
-}
-
 /* Dispatches pfor p with its operands from the arguments and the state. */
 static int32_t
 run_pfor(const KlVkSteps *s, const Pfor *p, void **args, const Hidden *h,
          KlStatus *st, KlDiag *d)
 {
     void *captured[p->nops];
-    int64_t room[p->nops][1 + 2 * KL_MAX_NDIM];
     int64_t head[3];
     for (int32_t k = 0; k < p->nops; k++) {
         const KlStepOperand *op = &p->ops[k];
-        const KlArrayArg *a = NULL;
-        void *v = NULL;
-        int ndim = 1;
-        if (op->src == KL_STEP_CELL) {
-            v = cell(s, h, op);
-        }
-        else if (op->src == KL_STEP_PARAM) {
-            a = args[op->index];
-            ndim = s->ndim[op->index];
-        }
-        else if (op->src == KL_STEP_SCRATCH) {
-            a = &h->arg[s->nstate + op->index];
-        }
-        if (a != NULL) {
-            v = array_val(a, ndim, room[k]);
-        }
+        void *v = op->src == KL_STEP_CELL ? cell(s, h, op)
+                  : op->src == KL_STEP_PARAM ? args[op->index]
+                  : op->src == KL_STEP_SCRATCH
+                  ? (void *)&h->arg[s->nstate + op->index] : NULL;
         if (k < 3) {
             memcpy(&head[k], v, sizeof(int64_t));
         }
