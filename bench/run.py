@@ -24,7 +24,10 @@ order, a tolerance for reductions summed in another order and for
 fastmath); a wrong result is reported and not timed.  Times are medians of
 --repeat runs after one warm-up call (which compiles kiln and Numba); the
 implementations of a workload are timed in interleaved rounds (each once
-per round), so a noisy spell of a shared machine does not fall on one.
+per round), so a noisy spell of a shared machine does not fall on one, and
+each timed call right after an untimed call of the same implementation,
+so that each is timed in the state its own previous call left (see
+time_rounds).
 Results go to bench/results/ as JSON; bench/plot.py draws them.
 
 usage: python bench/run.py [--quick] [--threads N] [--repeat N]
@@ -724,17 +727,28 @@ def first_call(w, impl, make, inp, ref, check=None, keep=None):
     return rec
 
 
-def time_rounds(runs, repeat, budget=20.0):
+def time_rounds(runs, repeat, budget=20.0, settle=True):
     """Times the implementations runs (impl -> callable) in interleaved
     rounds, each once per round, so that a noisy spell of the machine
     does not fall on one implementation only; an implementation stops
-    after `budget` seconds once it has 3 times.  impl -> list of times."""
+    after `budget` seconds once it has 3 times.  impl -> list of times.
+
+    With `settle`, each timed call directly follows an untimed call of the
+    same implementation.  Otherwise a call would be timed in whatever state
+    the other implementations and the pause before it left the machine
+    in: on a virtual machine, a thread woken after some milliseconds idle
+    can take milliseconds to run, and inputs that fit in a shared last-level
+    cache are partly evicted by other tenants; either can double the time
+    of a call of a few milliseconds, for whichever implementation comes
+    first after the pause."""
     times = {impl: [] for impl in runs}
     for _ in range(repeat):
         for impl, run in runs.items():
             ts = times[impl]
             if sum(ts) > budget and len(ts) >= 3:
                 continue
+            if settle:
+                run()
             ts.append(timed(run)[0])
             # lets this runtime's threads stop spinning before the next
             # implementation runs: OpenBLAS's (NumPy's dot and matmul)
@@ -748,7 +762,8 @@ def measure(w, impl, make, inp, ref, repeat, budget=20.0):
     rec = first_call(w, impl, make, inp, ref)
     if "first_call" in rec and "error" not in rec:
         run = make(copies(inp))
-        rec["times"] = time_rounds({impl: run}, repeat, budget)[impl]
+        rec["times"] = time_rounds({impl: run}, repeat, budget,
+                                   settle=False)[impl]
         rec["median"] = statistics.median(rec["times"])
     return rec
 

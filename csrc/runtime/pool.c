@@ -1,8 +1,12 @@
 /* pool.c: a persistent pthread pool for parallel loops (see pool.h).
  *
- * Workers start on the first parallel job and then sleep on a condition
- * variable between jobs.  One job runs at a time; the thread that posts it
- * runs chunks too and returns when every participant is done.  A child
+ * Workers start on the first parallel job.  After a job each worker spins
+ * for up to KL_POOL_SPIN_NS watching for the next one, then sleeps on a
+ * condition variable.  The spin is what makes a run of kernel calls fast:
+ * a thread woken from sleep can take milliseconds to get a CPU again on a
+ * virtual machine, and it may be woken on the CPU of the thread that posts
+ * the job and share it.  One job runs at a time; the thread that posts it
+ * runs chunks too, and returns when every participant is done.  A child
  * process after fork() starts its own workers afresh.
  */
 #define _GNU_SOURCE
@@ -12,9 +16,11 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #define KL_POOL_MAX 256
+#define KL_POOL_SPIN_NS 1000000     /* how long idle threads spin */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;  /* all below */
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;    /* new job */
@@ -22,9 +28,9 @@ static pthread_cond_t finished = PTHREAD_COND_INITIALIZER; /* job done */
 static int wanted;          /* threads per job incl. the caller; 0: unset */
 static int started;         /* worker threads running */
 static int busy;            /* a job is being run */
-static uint64_t generation; /* bumped for each job */
+static _Atomic uint64_t generation;    /* bumped for each job */
 static int participants;    /* workers taking part in the current job */
-static int pending;         /* participants not yet done */
+static _Atomic int pending; /* participants not yet done */
 static uint64_t born[KL_POOL_MAX]; /* generation when each worker started */
 
 /* The current job; fields are written before `generation` is bumped. */
@@ -75,26 +81,64 @@ run_chunks(void)
     inside_job = 0;
 }
 
+static void
+cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static int64_t
+now_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
+}
+
+/* Spins for up to KL_POOL_SPIN_NS while *counter == value; returns
+ * whether it changed. */
+static int
+spin_while_equal(_Atomic uint64_t *counter, uint64_t value)
+{
+    int64_t start = now_ns();
+    for (unsigned i = 1; atomic_load(counter) == value; i++) {
+        cpu_relax();
+        if (i % 64 == 0 && now_ns() - start > KL_POOL_SPIN_NS) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static void *
 worker(void *arg)
 {
     int index = (int)(intptr_t)arg;
     pthread_mutex_lock(&lock);
     uint64_t seen = born[index];
+    pthread_mutex_unlock(&lock);
     for (;;) {
-        while (generation == seen) {
+        pthread_mutex_lock(&lock);
+        while (atomic_load(&generation) == seen) {
             pthread_cond_wait(&wake, &lock);
         }
-        seen = generation;
-        if (index >= participants) {
+        seen = atomic_load(&generation);
+        int take_part = index < participants;
+        pthread_mutex_unlock(&lock);
+        if (!take_part) {
             continue;
         }
-        pthread_mutex_unlock(&lock);
         run_chunks();
-        pthread_mutex_lock(&lock);
-        if (--pending == 0) {
+        if (atomic_fetch_sub(&pending, 1) == 1) {
+            pthread_mutex_lock(&lock);
             pthread_cond_signal(&finished);
+            pthread_mutex_unlock(&lock);
         }
+        spin_while_equal(&generation, seen);
     }
     return NULL;
 }
@@ -176,15 +220,22 @@ kl_pool_run(KlChunkFn fn, void *ctx, int64_t nchunks)
     atomic_store(&job_next, 0);
     atomic_store(&job_failed, INT64_MAX);
     participants = helpers;
-    pending = helpers;
-    generation++;
+    atomic_store(&pending, helpers);
+    atomic_fetch_add(&generation, 1);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
 
     run_chunks();
 
+    int64_t start = now_ns();
+    for (unsigned i = 1; atomic_load(&pending) > 0; i++) {
+        cpu_relax();
+        if (i % 64 == 0 && now_ns() - start > KL_POOL_SPIN_NS) {
+            break;
+        }
+    }
     pthread_mutex_lock(&lock);
-    while (pending > 0) {
+    while (atomic_load(&pending) > 0) {
         pthread_cond_wait(&finished, &lock);
     }
     busy = 0;
