@@ -1,13 +1,16 @@
 /* pool.c: a persistent pthread pool for parallel loops (see pool.h).
  *
- * Workers start on the first parallel job.  After a job each worker spins
- * for up to KL_POOL_SPIN_NS watching for the next one, then sleeps on a
- * condition variable.  The spin is what makes a run of kernel calls fast:
- * a thread woken from sleep can take milliseconds to get a CPU again on a
- * virtual machine, and it may be woken on the CPU of the thread that posts
- * the job and share it.  One job runs at a time; the thread that posts it
- * runs chunks too, and returns when every participant is done.  A child
- * process after fork() starts its own workers afresh.
+ * Workers start on the first parallel job.  One job runs at a time; the
+ * thread that posts it runs chunks too.  Two things keep a job from
+ * waiting on a thread that is slow to wake, which on a virtual machine can
+ * take a millisecond or more:
+ *   - after a job each worker spins for up to KL_POOL_SPIN_NS watching for
+ *     the next one before it sleeps on a condition variable, so a run of
+ *     kernel calls finds it awake;
+ *   - a worker joins a job only while it is open.  The posting thread
+ *     closes the job when it finds no chunk left, and then waits only for
+ *     the workers that joined: a worker that wakes later skips the job.
+ * A child process after fork() starts its own workers afresh.
  */
 #define _GNU_SOURCE
 #include "pool.h"
@@ -20,7 +23,7 @@
 #include <unistd.h>
 
 #define KL_POOL_MAX 256
-#define KL_POOL_SPIN_NS 1000000     /* how long idle threads spin */
+#define KL_POOL_SPIN_NS 3000000     /* how long idle threads spin */
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;  /* all below */
 static pthread_cond_t wake = PTHREAD_COND_INITIALIZER;    /* new job */
@@ -28,12 +31,19 @@ static pthread_cond_t finished = PTHREAD_COND_INITIALIZER; /* job done */
 static int wanted;          /* threads per job incl. the caller; 0: unset */
 static int started;         /* worker threads running */
 static int busy;            /* a job is being run */
-static _Atomic uint64_t generation;    /* bumped for each job */
-static int participants;    /* workers taking part in the current job */
-static _Atomic int pending; /* participants not yet done */
-static uint64_t born[KL_POOL_MAX]; /* generation when each worker started */
+/* The current job's number and its count of participating workers, in
+ * one word so that a worker reads both at once: job << TICKET_SHIFT |
+ * participants. */
+#define TICKET_SHIFT 9          /* KL_POOL_MAX < 1 << TICKET_SHIFT */
+static _Atomic uint64_t ticket;
+static uint64_t born[KL_POOL_MAX]; /* job number when each worker started */
+/* The current job's state: the low 32 bits of its number, whether it is
+ * closed, and how many workers run it: job << 32 | closed | active. */
+#define STATE_CLOSED ((uint64_t)1 << 31)
+#define STATE_ACTIVE (STATE_CLOSED - 1)
+static _Atomic uint64_t job_state;
 
-/* The current job; fields are written before `generation` is bumped. */
+/* The current job; fields are written before `ticket` is. */
 static KlChunkFn job_fn;
 static void *job_ctx;
 static int64_t job_nchunks;
@@ -99,19 +109,52 @@ now_ns(void)
     return (int64_t)t.tv_sec * 1000000000 + t.tv_nsec;
 }
 
-/* Spins for up to KL_POOL_SPIN_NS while *counter == value; returns
- * whether it changed. */
+/* Joins job `job` if it is still open; 1 when joined. */
 static int
-spin_while_equal(_Atomic uint64_t *counter, uint64_t value)
+join(uint64_t job)
 {
-    int64_t start = now_ns();
-    for (unsigned i = 1; atomic_load(counter) == value; i++) {
-        cpu_relax();
-        if (i % 64 == 0 && now_ns() - start > KL_POOL_SPIN_NS) {
-            return 0;
+    uint64_t s = atomic_load(&job_state);
+    while (s >> 32 == (job & 0xffffffffu) && !(s & STATE_CLOSED)) {
+        if (atomic_compare_exchange_weak(&job_state, &s, s + 1)) {
+            return 1;
         }
     }
-    return 1;
+    return 0;
+}
+
+/* Leaves the job joined; the last worker out of a closed job tells the
+ * posting thread. */
+static void
+leave(void)
+{
+    uint64_t s = atomic_fetch_sub(&job_state, 1) - 1;
+    if ((s & STATE_CLOSED) && (s & STATE_ACTIVE) == 0) {
+        pthread_mutex_lock(&lock);
+        pthread_cond_signal(&finished);
+        pthread_mutex_unlock(&lock);
+    }
+}
+
+/* The ticket of the first job after job `seen`: spins for up to
+ * KL_POOL_SPIN_NS, then sleeps until it is posted. */
+static uint64_t
+next_ticket(uint64_t seen)
+{
+    int64_t start = now_ns();
+    uint64_t t;
+    for (unsigned i = 1; ((t = atomic_load(&ticket)) >> TICKET_SHIFT) == seen;
+         i++) {
+        cpu_relax();
+        if (i % 64 == 0 && now_ns() - start > KL_POOL_SPIN_NS) {
+            pthread_mutex_lock(&lock);
+            while (((t = atomic_load(&ticket)) >> TICKET_SHIFT) == seen) {
+                pthread_cond_wait(&wake, &lock);
+            }
+            pthread_mutex_unlock(&lock);
+            break;
+        }
+    }
+    return t;
 }
 
 static void *
@@ -122,23 +165,14 @@ worker(void *arg)
     uint64_t seen = born[index];
     pthread_mutex_unlock(&lock);
     for (;;) {
-        pthread_mutex_lock(&lock);
-        while (atomic_load(&generation) == seen) {
-            pthread_cond_wait(&wake, &lock);
-        }
-        seen = atomic_load(&generation);
-        int take_part = index < participants;
-        pthread_mutex_unlock(&lock);
-        if (!take_part) {
+        uint64_t t = next_ticket(seen);
+        seen = t >> TICKET_SHIFT;
+        if (index >= (int)(t & ((1u << TICKET_SHIFT) - 1))
+            || !join(seen)) {
             continue;
         }
         run_chunks();
-        if (atomic_fetch_sub(&pending, 1) == 1) {
-            pthread_mutex_lock(&lock);
-            pthread_cond_signal(&finished);
-            pthread_mutex_unlock(&lock);
-        }
-        spin_while_equal(&generation, seen);
+        leave();
     }
     return NULL;
 }
@@ -152,7 +186,7 @@ start_workers(int n)
         pthread_attr_t attr;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-        born[started] = generation;
+        born[started] = atomic_load(&ticket) >> TICKET_SHIFT;
         int rc = pthread_create(&t, &attr, worker, (void *)(intptr_t)started);
         pthread_attr_destroy(&attr);
         if (rc != 0) {
@@ -171,8 +205,7 @@ after_fork_child(void)
     pthread_cond_init(&finished, NULL);
     started = 0;
     busy = 0;
-    participants = 0;
-    pending = 0;
+    job_state = 0;
 }
 
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -219,23 +252,24 @@ kl_pool_run(KlChunkFn fn, void *ctx, int64_t nchunks)
     job_nchunks = nchunks;
     atomic_store(&job_next, 0);
     atomic_store(&job_failed, INT64_MAX);
-    participants = helpers;
-    atomic_store(&pending, helpers);
-    atomic_fetch_add(&generation, 1);
+    uint64_t job = (atomic_load(&ticket) >> TICKET_SHIFT) + 1;
+    atomic_store(&job_state, (job & 0xffffffffu) << 32);
+    atomic_store(&ticket, job << TICKET_SHIFT | (uint64_t)helpers);
     pthread_cond_broadcast(&wake);
     pthread_mutex_unlock(&lock);
 
     run_chunks();
 
+    atomic_fetch_or(&job_state, STATE_CLOSED);
     int64_t start = now_ns();
-    for (unsigned i = 1; atomic_load(&pending) > 0; i++) {
+    for (unsigned i = 1; atomic_load(&job_state) & STATE_ACTIVE; i++) {
         cpu_relax();
         if (i % 64 == 0 && now_ns() - start > KL_POOL_SPIN_NS) {
             break;
         }
     }
     pthread_mutex_lock(&lock);
-    while (atomic_load(&pending) > 0) {
+    while (atomic_load(&job_state) & STATE_ACTIVE) {
         pthread_cond_wait(&finished, &lock);
     }
     busy = 0;
