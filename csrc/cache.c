@@ -8,8 +8,9 @@
  * (entry_store).  Whatever goes wrong with the cache only makes a miss.
  *
  * An entry file holds, in host byte order:
- *   "KLCACHE1", u64 key size, key, str entry symbol,
+ *   "KLCACHE2", u64 key size, key, str entry symbol,
  *   u8 x 4 return type (kind, bits, signed, weak),
+ *   u64 stream_arrays (KlCompiled),
  *   u32 raise count, per raise: i32 kind, i32 line, str message,
  *   str class module, str class qualname ("" for kiln's own kinds),
  *   u64 object size, object file,
@@ -44,7 +45,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAGIC "KLCACHE1"
+#define MAGIC "KLCACHE2"
 #define MAX_ENTRY_SIZE ((size_t)1 << 30)    /* larger files are refused */
 #define MAX_DEPTH 200                       /* deeper objects: no cache */
 
@@ -693,6 +694,7 @@ key_build(Keyer *k, PyObject *func, const KlType **argtypes, int32_t nargs,
     put_u8(&k->buf, options.fastmath);
     put_u8(&k->buf, options.boundscheck);
     put_u8(&k->buf, options.noalias);
+    put_u8(&k->buf, options.stream);
     put_u8(&k->buf, options.target);
     put_u32(&k->buf, (uint32_t)nargs);
     for (int32_t i = 0; i < nargs; i++) {
@@ -1159,12 +1161,14 @@ entry_load(Keyer *k, const char *path, const char *name)
     }
     uint8_t kind = take_u8(&r), bits = take_u8(&r), sgn = take_u8(&r);
     uint8_t weak = take_u8(&r);
+    uint64_t streams = take_u64(&r);
     c = calloc(1, sizeof(KlCompiled));
     if (c == NULL || r.bad
         || (c->ret_type = stored_type(kind, bits, sgn, weak)) == NULL
         || read_raises(k, &r, c) < 0) {
         goto miss;
     }
+    c->stream_arrays = streams;
     uint64_t osize = take_u64(&r);
     const void *obj = take(&r, osize);
     if (obj == NULL || r.pos != r.n) {
@@ -1203,6 +1207,7 @@ entry_bytes(Keyer *k, const KlCompiled *c, const char *name,
     put_u8(b, t->bits);
     put_u8(b, t->is_signed);
     put_u8(b, t->weak);
+    put_u64(b, c->stream_arrays);
     put_u32(b, (uint32_t)c->nraises);
     for (int32_t i = 0; i < c->nraises; i++) {
         const KlRaiseSite *s = &c->raises[i];

@@ -68,6 +68,11 @@ int kl_lower(KlFunc *f, KlDiag *d);
  * loops without side effects postpone deferrable float checks to their
  * exit (re-running the loop checked when one failed), so they vectorise. */
 int kl_defer(KlFunc *f, KlDiag *d);
+/* passes/stream.c: on a lowered module of the CPU target, finds the
+ * innermost loops that could write an entry array with streaming
+ * (non-temporal) stores; *arrays gets a bit per such array parameter.
+ * With KlOptions.stream, rewrites those loops to do so. */
+int kl_stream(KlModule *m, uint64_t *arrays, KlDiag *d);
 
 /* ---- CPU backend (backend/llvm/) ------------------------------------ */
 
@@ -119,6 +124,9 @@ typedef struct KlCompiled {
     int32_t nraises;
     char *ir_text;          /* lowered kiln IR, when text was requested */
     KlLlvmText text;        /* LLVM IR and assembly, when requested */
+    uint64_t stream_arrays; /* CPU: bit k for each array parameter k that
+                               a compilation with KlOptions.stream writes
+                               with streaming stores (passes/stream.c) */
     /* Vulkan target (KlOptions.target 1; entry is NULL): */
     struct KlVkKernel *vk_serial;   /* a kernel without prange: the SPIR-V
                                        kernel of funcs[0] */

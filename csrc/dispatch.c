@@ -14,7 +14,10 @@
  * any strides (unit stride: loops vectorise; a strided call compiles its
  * own specialisation), and each call checks whether its array arguments
  * overlap in memory, running code compiled with KlOptions.noalias when
- * none do and the plain code of the same specialisation otherwise.
+ * none do and the plain code of the same specialisation otherwise.  When
+ * they do not, and an array that code only writes (stream_arrays) is at
+ * least KL_STREAM_BYTES, the call runs code compiled with
+ * KlOptions.stream, whose loops write it around the caches.
  *
  * A kiln.vulkan.DeviceArray is typed here too, as the ndarray over device
  * memory it holds (type_device_array): Vulkan kernels bind that memory
@@ -36,6 +39,7 @@
 #include "runtime/vulkan.h"
 
 #define KL_FAST_ARGS 16     /* arguments handled without allocating */
+#define KL_STREAM_BYTES ((int64_t)32 << 20)  /* see streams_large */
 #define KL_NELEM 13         /* bool, i8..i64, u8..u64, f32, f64, c64, c128 */
 #define KL_NTYPENUM 32      /* NumPy type numbers considered */
 
@@ -699,31 +703,36 @@ find_key(KlDispatcher *self, const KlType **key)
     return -1;
 }
 
-/* The code for key, noalias or plain, or NULL (no exception). */
+/* The code of that kind for key, or NULL (no exception). */
 static inline KlCompiled *
-lookup(KlDispatcher *self, const KlType **key, int noalias)
+lookup(KlDispatcher *self, const KlType **key, KlCodeKind kind)
 {
     int32_t j = find_key(self, key);
-    if (j < 0) {
-        return NULL;
-    }
-    KlSpecialisation *e = &self->entries[j];
-    return noalias ? e->noalias : e->compiled;
+    return j < 0 ? NULL : self->entries[j].code[kind];
 }
 
-/* Compiles py_func for key (with KlOptions.noalias when `noalias`), or
- * loads it from the disk cache (cache=True, CPU), and records it; NULL
- * with an exception set. */
+/* The options of code of that kind. */
+static KlOptions
+code_options(KlDispatcher *self, KlCodeKind kind)
+{
+    KlOptions opts = self->options;
+    opts.noalias = (uint8_t)(kind != KL_CODE_PLAIN);
+    opts.stream = (uint8_t)(kind == KL_CODE_STREAM);
+    return opts;
+}
+
+/* Compiles py_func for key as code of that kind, or loads it from the
+ * disk cache (cache=True, CPU), and records it; NULL with an exception
+ * set. */
 static KlCompiled *
-compile_key(KlDispatcher *self, const KlType **key, int noalias)
+compile_key(KlDispatcher *self, const KlType **key, KlCodeKind kind)
 {
     KlDiag d;
     memset(&d, 0, sizeof(d));
     if (kl_llvm_load() < 0) {
         return NULL;
     }
-    KlOptions opts = self->options;
-    opts.noalias = (uint8_t)(noalias != 0);
+    KlOptions opts = code_options(self, kind);
     int hit = 0;
     KlCompiled *c = self->cache && !self->vulkan
         ? kl_cache_compile(self->py_func, key, self->nparams, self->ret_spec,
@@ -742,8 +751,7 @@ compile_key(KlDispatcher *self, const KlType **key, int noalias)
     /* Compilation runs Python code: another thread may have got here. */
     int32_t j = find_key(self, key);
     if (j >= 0) {
-        KlCompiled **slot = noalias ? &self->entries[j].noalias
-                                    : &self->entries[j].compiled;
+        KlCompiled **slot = &self->entries[j].code[kind];
         if (*slot != NULL) {
             kl_compiled_free(c);
         }
@@ -772,8 +780,8 @@ compile_key(KlDispatcher *self, const KlType **key, int noalias)
         return NULL;
     }
     memcpy(kcopy, key, sizeof(KlType *) * (size_t)self->nparams);
-    self->entries[self->nentries] = (KlSpecialisation){
-        kcopy, noalias ? NULL : c, noalias ? c : NULL, NULL};
+    self->entries[self->nentries] = (KlSpecialisation){.key = kcopy};
+    self->entries[self->nentries].code[kind] = c;
     self->last = self->nentries++;
     return c;
 }
@@ -783,8 +791,9 @@ kl_dispatch_clear_entries(KlDispatcher *self)
 {
     for (int32_t j = 0; j < self->nentries; j++) {
         PyMem_Free((void *)self->entries[j].key);
-        kl_compiled_free(self->entries[j].compiled);
-        kl_compiled_free(self->entries[j].noalias);
+        for (int k = 0; k < KL_CODE__COUNT; k++) {
+            kl_compiled_free(self->entries[j].code[k]);
+        }
         kl_compiled_free(self->entries[j].texts);
     }
     PyMem_Free(self->entries);
@@ -793,12 +802,25 @@ kl_dispatch_clear_entries(KlDispatcher *self)
     self->last = 0;
 }
 
+const KlCompiled *
+kl_entry_code(const KlSpecialisation *e)
+{
+    for (int k = 0; k < KL_CODE__COUNT; k++) {
+        if (e->code[k] != NULL) {
+            return e->code[k];
+        }
+    }
+    return e->texts;
+}
+
 KlOptions
 kl_entry_options(KlDispatcher *self, const KlSpecialisation *e)
 {
-    KlOptions o = self->options;
-    o.noalias = e->noalias != NULL;
-    return o;
+    int kind = KL_CODE__COUNT - 1;
+    while (kind > KL_CODE_PLAIN && e->code[kind] == NULL) {
+        kind--;
+    }
+    return code_options(self, kind);
 }
 
 /* How parameter i's type t reads in a signature: C layout shown as any
@@ -830,7 +852,7 @@ kl_signature_str(KlDispatcher *self, const KlSpecialisation *e)
         n += (size_t)snprintf(buf + n, size - n, "%s%s", i ? ", " : "",
                               shown_type(self, i, e->key[i])->name);
     }
-    const KlCompiled *c = e->compiled != NULL ? e->compiled : e->noalias;
+    const KlCompiled *c = kl_entry_code(e);
     const KlType *rt = c->ret_type;
     snprintf(buf + n, size - n, ") -> %s", rt != NULL ? rt->name : "none");
     PyObject *s = PyUnicode_FromString(buf);
@@ -1147,6 +1169,28 @@ arrays_disjoint(const KlType **key, const KlSlot *slots, int32_t n)
     return 1;
 }
 
+/* Is one of the arrays (bit k: argument k) at least KL_STREAM_BYTES?  Only
+ * then do streaming stores pay: smaller arrays may still be in a cache
+ * when the code that reads them next runs. */
+static int
+streams_large(uint64_t arrays, const KlType **key, const KlSlot *slots,
+              int32_t n)
+{
+    for (int32_t i = 0; i < n && i < 64; i++) {
+        if (!(arrays >> i & 1) || key[i]->kind != KL_T_ARRAY) {
+            continue;
+        }
+        int64_t bytes = kl_type_itemsize(key[i]->elem);
+        for (int k = 0; k < key[i]->ndim; k++) {
+            bytes *= slots[i].arr.shape[k];
+            if (bytes >= KL_STREAM_BYTES) {
+                return 1;
+            }
+        }
+    }
+    return 0;
+}
+
 /* Calls self on exactly nparams positional arguments, using the given
  * buffers of nparams items. */
 static PyObject *
@@ -1161,10 +1205,19 @@ call_with(KlDispatcher *self, PyObject *const *args, KlSlot *slots,
         }
         argv[i] = &slots[i];
     }
-    int noalias = arrays_disjoint(key, slots, n);
-    KlCompiled *c = lookup(self, key, noalias);
-    if (c == NULL && (c = compile_key(self, key, noalias)) == NULL) {
+    KlCodeKind kind = arrays_disjoint(key, slots, n) ? KL_CODE_NOALIAS
+                                                     : KL_CODE_PLAIN;
+    KlCompiled *c = lookup(self, key, kind);
+    if (c == NULL && (c = compile_key(self, key, kind)) == NULL) {
         return NULL;
+    }
+    if (kind == KL_CODE_NOALIAS && c->stream_arrays != 0
+        && streams_large(c->stream_arrays, key, slots, n)) {
+        kind = KL_CODE_STREAM;
+        c = lookup(self, key, kind);
+        if (c == NULL && (c = compile_key(self, key, kind)) == NULL) {
+            return NULL;
+        }
     }
     return run(c, argv);
 }

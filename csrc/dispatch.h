@@ -29,13 +29,19 @@ typedef struct KlParamSpec {
     int layout;             /* ARRAY: KlLayout, -1 when taken from the call */
 } KlParamSpec;
 
+/* The codes of one specialisation, each compiled on its first call. */
+typedef enum KlCodeKind {
+    KL_CODE_PLAIN,          /* for calls whose arrays may overlap */
+    KL_CODE_NOALIAS,        /* KlOptions.noalias: no two arrays overlap */
+    KL_CODE_STREAM,         /* KlOptions.stream too: and an array the code
+                               only writes is large (dispatch.c) */
+    KL_CODE__COUNT
+} KlCodeKind;
+
 /* One compiled specialisation. */
 typedef struct KlSpecialisation {
     const KlType **key;     /* the argument types (interned; malloc'ed) */
-    KlCompiled *compiled;   /* the code for calls whose arrays may overlap,
-                               or NULL until such a call */
-    KlCompiled *noalias;    /* the code compiled with KlOptions.noalias, for
-                               calls whose arrays do not overlap, or NULL */
+    KlCompiled *code[KL_CODE__COUNT];   /* by KlCodeKind, or NULL */
     KlCompiled *texts;      /* a recompilation keeping the texts, or NULL */
 } KlSpecialisation;
 
@@ -88,8 +94,13 @@ void kl_raise_diag(const KlDiag *d, PyObject *py_func);
 /* Frees every specialisation's bookkeeping (compiled code stays mapped). */
 void kl_dispatch_clear_entries(KlDispatcher *self);
 
-/* The options entry e's texts are compiled with: those of the code its
- * calls ran (noalias when they did not overlap). */
+/* Some code of entry e (its texts when it has no other), for what every
+ * code of it shares: the return type, the Vulkan kernels. */
+const KlCompiled *kl_entry_code(const KlSpecialisation *e);
+
+/* The options entry e's texts are compiled with: those of the most
+ * specialised code its calls ran (noalias when its arrays did not
+ * overlap; stream when an array it only writes was large too). */
 KlOptions kl_entry_options(KlDispatcher *self, const KlSpecialisation *e);
 
 /* "(float64, float32[:]) -> none" for an entry, each array shown with the

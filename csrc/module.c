@@ -94,10 +94,10 @@ Dispatcher_traverse(KlDispatcher *self, visitproc visit, void *arg)
     Py_VISIT(self->names);
     Py_VISIT(self->dict);
     for (int32_t j = 0; j < self->nentries; j++) {
-        KlCompiled *cs[3] = {self->entries[j].compiled,
-                             self->entries[j].noalias,
-                             self->entries[j].texts};
-        for (int k = 0; k < 3; k++) {
+        const KlSpecialisation *e = &self->entries[j];
+        KlCompiled *cs[KL_CODE__COUNT + 1] = {e->texts};
+        memcpy(cs + 1, e->code, sizeof(e->code));
+        for (int k = 0; k <= KL_CODE__COUNT; k++) {
             for (int32_t r = 0; cs[k] != NULL && r < cs[k]->nraises; r++) {
                 Py_VISIT((PyObject *)cs[k]->raises[r].exc_class);
             }
@@ -343,8 +343,7 @@ spirv_modules(KlDispatcher *self, PyObject *sig)
         return NULL;
     }
     const KlSpecialisation *e = &self->entries[j];
-    const KlCompiled *c = e->compiled != NULL ? e->compiled
-                          : e->noalias != NULL ? e->noalias : e->texts;
+    const KlCompiled *c = kl_entry_code(e);
     if (c == NULL) {
         PyErr_SetString(PyExc_RuntimeError, "kiln: no compiled code");
         return NULL;

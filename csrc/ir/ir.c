@@ -348,6 +348,217 @@ kl_block_succs(const KlFunc *f, int32_t b, int32_t out[2])
     return n;
 }
 
+/* ---- loops ------------------------------------------------------------ */
+
+static int
+in_loop(const KlFunc *f, int32_t loop, int32_t b)
+{
+    return f->blocks[b].loop == loop;
+}
+
+int32_t
+kl_loop_entry(const KlFunc *f, int32_t loop)
+{
+    const KlLoop *lp = &f->loops[loop];
+    int32_t entry = -1;
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        int32_t succ[2];
+        int n = kl_block_succs(f, b, succ);
+        for (int s = 0; s < n; s++) {
+            if (in_loop(f, loop, b) == in_loop(f, loop, succ[s])) {
+                continue;
+            }
+            if (in_loop(f, loop, b)) {
+                if (b != lp->header || succ[s] != lp->exit) {
+                    return -1;      /* break, or an exit elsewhere */
+                }
+                continue;
+            }
+            int32_t t = kl_block_term(f, b);
+            if (succ[s] != lp->header || f->insts[t].op != KL_OP_jump
+                || entry >= 0) {
+                return -1;          /* a second entry */
+            }
+            entry = t;
+        }
+    }
+    return entry;
+}
+
+int32_t
+kl_loop_copy(KlFunc *f, int32_t loop, int32_t exit_to, int32_t *bmap,
+             int32_t *vmap)
+{
+    int32_t nb = f->nblocks, ni = f->ninsts;
+    const KlLoop lp = f->loops[loop];
+    int32_t cl = kl_loop_new(f, -1, -1, -1, lp.parent, 0);
+    if (cl < 0) {
+        return -1;
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        if (!in_loop(f, loop, b)) {
+            continue;
+        }
+        int32_t c = kl_block_new(f);
+        if (c < 0) {
+            return -1;
+        }
+        f->blocks[c].loop = cl;
+        bmap[b] = c;
+        for (int32_t k = 0; k < f->blocks[b].nparams; k++) {
+            int32_t p = f->blocks[b].insts.items[k];
+            int32_t q = kl_bparam_add(f, c, f->insts[p].type);
+            if (q < 0) {
+                return -1;
+            }
+            vmap[p] = q;
+        }
+    }
+    for (int32_t b = 0; b < nb; b++) {
+        if (!in_loop(f, loop, b)) {
+            continue;
+        }
+        for (int32_t k = f->blocks[b].nparams; k < f->blocks[b].insts.len;
+             k++) {
+            int32_t old = f->blocks[b].insts.items[k];
+            KlInst in = f->insts[old];
+            int32_t id = kl_emit(f, bmap[b], in.op, in.type, in.line,
+                                 in.nargs, in.args);
+            if (id < 0) {
+                return -1;
+            }
+            f->insts[id].aux = in.aux;
+            f->insts[id].imm = in.imm;
+            vmap[old] = id;
+        }
+    }
+    /* operands and targets, now that every copy exists */
+    for (int32_t id = ni; id < f->ninsts; id++) {
+        KlInst *in = &f->insts[id];
+        for (int32_t k = 0; k < in->nargs; k++) {
+            int32_t a = in->args[k];
+            if (a < ni && vmap[a] >= 0) {
+                in->args[k] = vmap[a];
+            }
+        }
+        if (in->op == KL_OP_jump || in->op == KL_OP_branch) {
+            int32_t t = (int32_t)in->imm.i;
+            in->imm.i = bmap[t] >= 0 ? bmap[t] : exit_to;
+        }
+        if (in->op == KL_OP_branch) {
+            in->aux = bmap[in->aux] >= 0 ? bmap[in->aux] : exit_to;
+        }
+    }
+    f->loops[cl].header = bmap[lp.header];
+    f->loops[cl].body = bmap[lp.body];
+    f->loops[cl].exit = exit_to;
+    return cl;
+}
+
+/* ---- which entry array a value holds ----------------------------------- */
+
+/* The entry array value v of function fi holds, per map (KL_ARRAY_*
+ * when none). */
+int32_t
+kl_array_of(const KlModule *m, int32_t *const *map, int32_t fi, int32_t v)
+{
+    const KlFunc *f = m->funcs[fi];
+    const KlInst *in = &f->insts[v];
+    if (in->op == KL_OP_scratch) {
+        return KL_ARRAY_SCRATCH;
+    }
+    if (in->op != KL_OP_arg || in->imm.i < 0 || in->imm.i >= f->nparams) {
+        return KL_ARRAY_UNKNOWN;
+    }
+    return map[fi][in->imm.i];
+}
+
+/* Merges what one call site passes (x) into parameter slot *p; 1 when
+ * the slot changed. */
+static int
+merge_array(int32_t *p, int32_t x)
+{
+    if (x == KL_ARRAY_SCRATCH) {
+        x = KL_ARRAY_UNKNOWN;
+    }
+    int32_t y = *p == KL_ARRAY_UNSET ? x
+                : (x == KL_ARRAY_UNSET || x == *p) ? *p : KL_ARRAY_UNKNOWN;
+    if (y == *p) {
+        return 0;
+    }
+    *p = y;
+    return 1;
+}
+
+/* One pass over the calls and pfors of function fi; 1 when a slot
+ * changed. */
+static int
+propagate_arrays(const KlModule *m, int32_t **map, int32_t fi)
+{
+    const KlFunc *f = m->funcs[fi];
+    int changed = 0;
+    for (int32_t i = 0; i < f->ninsts; i++) {
+        const KlInst *in = &f->insts[i];
+        if (in->op != KL_OP_call && in->op != KL_OP_pfor) {
+            continue;
+        }
+        int32_t ci = (int32_t)in->imm.i;
+        if (ci < 0 || ci >= m->nfuncs) {
+            continue;
+        }
+        const KlFunc *callee = m->funcs[ci];
+        /* call: operand k is parameter k; pfor: operands from 3 on are
+         * the body's parameters of the same number (chunk, lo, hi first) */
+        int32_t first = in->op == KL_OP_pfor ? 3 : 0;
+        for (int32_t k = first; k < in->nargs && k < callee->nparams; k++) {
+            if (callee->param_types[k]->kind == KL_T_ARRAY) {
+                changed |= merge_array(&map[ci][k],
+                                       kl_array_of(m, map, fi, in->args[k]));
+            }
+        }
+    }
+    return changed;
+}
+
+int32_t **
+kl_array_params(const KlModule *m)
+{
+    int32_t **map = calloc((size_t)m->nfuncs + 1, sizeof(int32_t *));
+    if (map == NULL) {
+        return NULL;
+    }
+    for (int32_t fi = 0; fi < m->nfuncs; fi++) {
+        const KlFunc *f = m->funcs[fi];
+        map[fi] = malloc(sizeof(int32_t) * ((size_t)f->nparams + 1));
+        if (map[fi] == NULL) {
+            kl_array_params_free(m, map);
+            return NULL;
+        }
+        for (int32_t k = 0; k < f->nparams; k++) {
+            map[fi][k] = fi > 0 ? KL_ARRAY_UNSET
+                         : f->param_types[k]->kind == KL_T_ARRAY
+                         ? k : KL_ARRAY_UNKNOWN;
+        }
+    }
+    /* the slots only rise (UNSET -> k -> UNKNOWN): this terminates */
+    for (int changed = 1; changed;) {
+        changed = 0;
+        for (int32_t fi = 0; fi < m->nfuncs; fi++) {
+            changed |= propagate_arrays(m, map, fi);
+        }
+    }
+    return map;
+}
+
+void
+kl_array_params_free(const KlModule *m, int32_t **map)
+{
+    for (int32_t fi = 0; map != NULL && fi < m->nfuncs; fi++) {
+        free(map[fi]);
+    }
+    free(map);
+}
+
 /* ---- verifier --------------------------------------------------------- */
 
 static int
@@ -529,6 +740,8 @@ print_details(KlText *b, const KlInst *in)
         kl_text_printf(b, " f%" PRId64, in->imm.i);
         break;
     case KL_OP_scratch:
+    case KL_OP_misalign:
+    case KL_OP_alignptr:
         kl_text_printf(b, " %" PRId64, in->imm.i);
         break;
     case KL_OP_raise:

@@ -224,6 +224,9 @@ typedef struct KlOptions {
     uint8_t boundscheck;    /* check array indices */
     uint8_t noalias;        /* the entry's array arguments share no memory
                                (checked by the dispatcher at each call) */
+    uint8_t stream;         /* noalias, and large arrays written only: CPU
+                               loops write them with streaming stores
+                               (passes/stream.c) */
     uint8_t target;         /* 0: CPU; 1: Vulkan (serial code as one SPIR-V
                                invocation per step, passes/steps.h; each
                                `pfor` one GPU dispatch with GPU-sized
@@ -300,6 +303,36 @@ int32_t kl_block_term(const KlFunc *f, int32_t b);
 /* The blocks block b's terminator goes to, into out[0..2): their number,
  * or -1 when b has no terminator or a target is out of range. */
 int kl_block_succs(const KlFunc *f, int32_t b, int32_t out[2]);
+
+/* ---- loops and arrays (analyses shared by passes and backends) ------ */
+
+/* For loop `loop` with no inner loop: the one jump from outside into its
+ * header, or -1 when it has another entry, or an exit other than its
+ * header's test to its exit block (a break). */
+int32_t kl_loop_entry(const KlFunc *f, int32_t loop);
+/* Copies the blocks of `loop` (which has no inner loop) into a new loop
+ * with the same parent, remapping operands, targets and block params;
+ * its exits go to block exit_to.  bmap (f->nblocks entries) and vmap
+ * (f->ninsts), filled with -1 by the caller, receive old -> new blocks
+ * and values.  The new loop's id, or -1 when out of memory. */
+int32_t kl_loop_copy(KlFunc *f, int32_t loop, int32_t exit_to,
+                     int32_t *bmap, int32_t *vmap);
+
+/* Which entry array an array value holds: an entry parameter k >= 0 of
+ * m->funcs[0] passed down (every call and pfor reaching a parameter passes
+ * that same array), or one of these. */
+enum {
+    KL_ARRAY_UNSET = -1,    /* a parameter nothing passes anything to */
+    KL_ARRAY_UNKNOWN = -2,  /* any array, maybe an entry parameter */
+    KL_ARRAY_SCRATCH = -3   /* a scratch array of the function itself */
+};
+/* Per function of m, per parameter: the entry array it holds (KL_ARRAY_*
+ * when none).  malloc'ed, NULL when out of memory. */
+int32_t **kl_array_params(const KlModule *m);
+void kl_array_params_free(const KlModule *m, int32_t **map);
+/* The entry array value v of function fi holds, given that map. */
+int32_t kl_array_of(const KlModule *m, int32_t *const *map, int32_t fi,
+                    int32_t v);
 
 /* ---- checking and printing ------------------------------------------ */
 

@@ -108,6 +108,15 @@ KL_OP(elemptr, -1, KL_PURE,
       "already checked and non-negative) of array %a; T is ptr(elem)")
 KL_OP(load, 1, 0, "read the element at address %a; T is its type")
 KL_OP(store, 2, 0, "write %b to the element at address %a; T is void")
+KL_OP(misalign, 1, KL_PURE,
+      "address %a modulo imm.i bytes (a power of two); int64")
+KL_OP(alignptr, 1, KL_PURE,
+      "address %a rounded down to a multiple of imm.i bytes (a power of "
+      "two); T is %a's type.  Made by passes/stream.c only where %a is "
+      "already such a multiple whenever the result is used, so the "
+      "backend learns the alignment")
+KL_OP(ptroff, 2, KL_PURE,
+      "the address %b (int64) elements after address %a; T is %a's type")
 KL_OP(call, -1, 0,
       "call module function number imm.i with all operands; when the callee "
       "raises, the caller returns its error status at once")

@@ -38,7 +38,6 @@ typedef struct Defer {
     int32_t entry_jump;     /* the jump from outside into the header */
     int32_t *bmap;          /* block of L -> block of C, -1 */
     int32_t *vmap;          /* value of L -> value of C, -1 */
-    int32_t nvmap;          /* values vmap covers (those existing before) */
     int32_t cell;           /* ptr(bool): the failed flag */
     int32_t rerun;          /* block entering C */
     int32_t merge;          /* block after both loops, with the live-outs */
@@ -151,54 +150,6 @@ deferrable_branch(const Defer *D, const KlInst *in, int *to_region)
     }
     *to_region = t;
     return 1;
-}
-
-/* Successors of block b's terminator t into succ[0..2) (-1: none). */
-static void
-successors(const KlInst *t, int32_t succ[2])
-{
-    succ[0] = succ[1] = -1;
-    if (t->op == KL_OP_jump || t->op == KL_OP_branch) {
-        succ[0] = (int32_t)t->imm.i;
-    }
-    if (t->op == KL_OP_branch) {
-        succ[1] = t->aux;
-    }
-}
-
-/* Are L's edges one jump into the header from outside (D->entry_jump)
- * and, out of L, only the header's test to D->exit? */
-static int
-edges_qualify(Defer *D)
-{
-    KlFunc *f = D->f;
-    D->entry_jump = -1;
-    for (int32_t b = 0; b < f->nblocks; b++) {
-        int32_t t = term_of(f, b), succ[2];
-        if (t < 0) {
-            continue;
-        }
-        const KlInst *ti = &f->insts[t];
-        successors(ti, succ);
-        for (int s = 0; s < 2; s++) {
-            if (succ[s] < 0 || in_loop(D, b) == in_loop(D, succ[s])) {
-                continue;
-            }
-            if (in_loop(D, b)) {
-                if (b != D->header || succ[s] != D->exit) {
-                    return 0;       /* break, or an exit elsewhere */
-                }
-            }
-            else if (succ[s] != D->header || ti->op != KL_OP_jump
-                     || D->entry_jump >= 0) {
-                return 0;           /* a second entry */
-            }
-            else {
-                D->entry_jump = t;
-            }
-        }
-    }
-    return D->entry_jump >= 0;
 }
 
 static int
@@ -387,80 +338,22 @@ body_qualifies(const Defer *D)
 static int
 qualifies(Defer *D)
 {
-    return body_qualifies(D) && edges_qualify(D) && counted_exit(D);
+    if (!body_qualifies(D)) {
+        return 0;
+    }
+    D->entry_jump = kl_loop_entry(D->f, D->loop);
+    return D->entry_jump >= 0 && counted_exit(D);
 }
 
 /* ---- the checked copy ------------------------------------------------- */
 
-/* Copies L's blocks into C (a new loop), with operands, targets and block
- * params remapped; C's exit goes to block `exit_to`. */
+/* Copies L's blocks into C (a new loop), whose exit goes to `exit_to`. */
 static int
 copy_loop(Defer *D, int32_t exit_to)
 {
-    KlFunc *f = D->f;
-    int32_t nb = f->nblocks, ni = f->ninsts;
-    const KlLoop lp = f->loops[D->loop];
-    int32_t cl = kl_loop_new(f, -1, -1, -1, lp.parent, 0);
-    if (cl < 0) {
+    if (kl_loop_copy(D->f, D->loop, exit_to, D->bmap, D->vmap) < 0) {
         return nomem(D);
     }
-    for (int32_t b = 0; b < nb; b++) {
-        if (!in_loop(D, b)) {
-            continue;
-        }
-        int32_t c = kl_block_new(f);
-        if (c < 0) {
-            return nomem(D);
-        }
-        f->blocks[c].loop = cl;
-        D->bmap[b] = c;
-        for (int32_t k = 0; k < f->blocks[b].nparams; k++) {
-            int32_t p = f->blocks[b].insts.items[k];
-            int32_t q = kl_bparam_add(f, c, f->insts[p].type);
-            if (q < 0) {
-                return nomem(D);
-            }
-            D->vmap[p] = q;
-        }
-    }
-    for (int32_t b = 0; b < nb; b++) {
-        if (!in_loop(D, b)) {
-            continue;
-        }
-        for (int32_t k = f->blocks[b].nparams; k < f->blocks[b].insts.len;
-             k++) {
-            int32_t old = f->blocks[b].insts.items[k];
-            KlInst in = f->insts[old];
-            int32_t id = kl_emit(f, D->bmap[b], in.op, in.type, in.line,
-                                 in.nargs, in.args);
-            if (id < 0) {
-                return nomem(D);
-            }
-            f->insts[id].aux = in.aux;
-            f->insts[id].imm = in.imm;
-            D->vmap[old] = id;
-        }
-    }
-    /* operands and targets, now that every copy exists */
-    for (int32_t id = ni; id < f->ninsts; id++) {
-        KlInst *in = &f->insts[id];
-        for (int32_t k = 0; k < in->nargs; k++) {
-            int32_t a = in->args[k];
-            if (a < D->nvmap && D->vmap[a] >= 0) {
-                in->args[k] = D->vmap[a];
-            }
-        }
-        if (in->op == KL_OP_jump || in->op == KL_OP_branch) {
-            int32_t t = (int32_t)in->imm.i;
-            in->imm.i = D->bmap[t] >= 0 ? D->bmap[t] : exit_to;
-        }
-        if (in->op == KL_OP_branch) {
-            in->aux = D->bmap[in->aux] >= 0 ? D->bmap[in->aux] : exit_to;
-        }
-    }
-    f->loops[cl].header = D->bmap[D->header];
-    f->loops[cl].body = D->bmap[lp.body];
-    f->loops[cl].exit = exit_to;
     return 0;
 }
 
@@ -761,7 +654,6 @@ kl_defer(KlFunc *f, KlDiag *d)
         }
         memset(D.bmap, 0xff, sizeof(int32_t) * (size_t)f->nblocks);
         memset(D.vmap, 0xff, sizeof(int32_t) * (size_t)f->ninsts);
-        D.nvmap = f->ninsts;
         int rc = transform(&D);
         free(D.bmap);
         free(D.vmap);

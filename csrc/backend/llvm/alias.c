@@ -1,9 +1,6 @@
 /* alias.c: scoped alias metadata for noalias compilations (alias.h).
  *
- * Which entry array a function parameter always holds is found by a
- * small fixed point over the module's calls: a parameter is "array k"
- * only when every call (or pfor) that reaches it passes a value that is
- * itself array k; one caller passing anything else makes it unknown.
+ * Which entry array an access reaches comes from kl_array_params (ir.h).
  */
 #include "alias.h"
 
@@ -11,71 +8,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { UNSET = -1, UNKNOWN = -2 };
-
 struct KlAlias {
     const KlModule *m;
-    int32_t **param;            /* per function, per parameter: entry
-                                   array index, UNSET or UNKNOWN */
+    int32_t **param;            /* kl_array_params */
     LLVMValueRef *scope;        /* per entry parameter: {scope k} or NULL */
     LLVMValueRef *others;       /* per entry parameter: {other scopes} */
     unsigned scope_kind, noalias_kind;
 };
-
-/* The entry array value v of function fi holds, or UNSET / UNKNOWN. */
-static int32_t
-value_array(const KlAlias *a, int32_t fi, int32_t v)
-{
-    const KlFunc *f = a->m->funcs[fi];
-    const KlInst *in = &f->insts[v];
-    if (in->op != KL_OP_arg || in->imm.i < 0 || in->imm.i >= f->nparams) {
-        return UNKNOWN;
-    }
-    return a->param[fi][in->imm.i];
-}
-
-/* Merges what one call site passes (x) into parameter slot *p; 1 when
- * the slot changed. */
-static int
-merge(int32_t *p, int32_t x)
-{
-    int32_t y = *p == UNSET ? x : (x == UNSET || x == *p) ? *p : UNKNOWN;
-    if (y == *p) {
-        return 0;
-    }
-    *p = y;
-    return 1;
-}
-
-/* One pass over the calls of function fi; 1 when a slot changed. */
-static int
-propagate(KlAlias *a, int32_t fi)
-{
-    const KlFunc *f = a->m->funcs[fi];
-    int changed = 0;
-    for (int32_t i = 0; i < f->ninsts; i++) {
-        const KlInst *in = &f->insts[i];
-        if (in->op != KL_OP_call && in->op != KL_OP_pfor) {
-            continue;
-        }
-        int32_t ci = (int32_t)in->imm.i;
-        if (ci < 0 || ci >= a->m->nfuncs) {
-            continue;
-        }
-        const KlFunc *callee = a->m->funcs[ci];
-        /* call: operand k is parameter k; pfor: operands from 3 on are
-         * the body's parameters of the same number (chunk, lo, hi first) */
-        int32_t first = in->op == KL_OP_pfor ? 3 : 0;
-        for (int32_t k = first; k < in->nargs && k < callee->nparams; k++) {
-            if (callee->param_types[k]->kind != KL_T_ARRAY) {
-                continue;
-            }
-            changed |= merge(&a->param[ci][k],
-                             value_array(a, fi, in->args[k]));
-        }
-    }
-    return changed;
-}
 
 /* Builds the scope lists of the n entry parameters (arrays where
  * is_arr[k]). */
@@ -132,32 +71,14 @@ kl_alias_new(KlModule *m, LLVMContextRef ctx, KlAlias **out, KlDiag *d)
         goto nomem;
     }
     a->m = m;
-    a->param = calloc((size_t)m->nfuncs, sizeof(int32_t *));
+    a->param = kl_array_params(m);
     a->scope = calloc((size_t)n, sizeof(LLVMValueRef));
     a->others = calloc((size_t)n, sizeof(LLVMValueRef));
     if (a->param == NULL || a->scope == NULL || a->others == NULL) {
         goto nomem;
     }
-    for (int32_t fi = 0; fi < m->nfuncs; fi++) {
-        int32_t np = m->funcs[fi]->nparams;
-        a->param[fi] = malloc(sizeof(int32_t) * (size_t)(np + 1));
-        if (a->param[fi] == NULL) {
-            goto nomem;
-        }
-        for (int32_t k = 0; k < np; k++) {
-            a->param[fi][k] = UNSET;
-        }
-    }
     for (int32_t k = 0; k < n; k++) {
         is_arr[k] = f0->param_types[k]->kind == KL_T_ARRAY;
-        a->param[0][k] = is_arr[k] ? k : UNKNOWN;
-    }
-    /* the slots only rise (UNSET -> k -> UNKNOWN): this terminates */
-    for (int changed = 1; changed;) {
-        changed = 0;
-        for (int32_t fi = 0; fi < m->nfuncs; fi++) {
-            changed |= propagate(a, fi);
-        }
     }
     build_scopes(a, ctx, is_arr, n, scopes);
     a->scope_kind = LLVMGetMDKindIDInContext(ctx, "alias.scope", 11);
@@ -179,10 +100,7 @@ kl_alias_free(KlAlias *a)
     if (a == NULL) {
         return;
     }
-    for (int32_t fi = 0; a->param != NULL && fi < a->m->nfuncs; fi++) {
-        free(a->param[fi]);
-    }
-    free(a->param);
+    kl_array_params_free(a->m, a->param);
     free(a->scope);
     free(a->others);
     free(a);
@@ -200,10 +118,14 @@ kl_alias_tag(const KlAlias *a, const KlFunc *f, int32_t addr,
         fi++;
     }
     const KlInst *p = &f->insts[addr];
+    while ((p->op == KL_OP_ptroff || p->op == KL_OP_alignptr)
+           && p->nargs >= 1) {
+        p = &f->insts[p->args[0]];      /* passes/stream.c's addresses */
+    }
     if (fi == a->m->nfuncs || p->op != KL_OP_elemptr || p->nargs < 1) {
         return;
     }
-    int32_t k = value_array(a, fi, p->args[0]);
+    int32_t k = kl_array_of(a->m, a->param, fi, p->args[0]);
     if (k < 0 || a->scope[k] == NULL) {
         return;
     }

@@ -788,6 +788,19 @@ emit_trampoline(Cg *cg, int32_t bi, LLVMTypeRef ctxty, unsigned nfields)
     return fn;
 }
 
+/* llvm.ptrmask(p, -align): p rounded down to a multiple of align, which
+ * LLVM then knows p to be (passes/stream.c). */
+static LLVMValueRef
+emit_alignptr(Cg *cg, LLVMValueRef p, int64_t align)
+{
+    LLVMTypeRef tys[2] = {cg->ptr, cg->i64};
+    unsigned id = LLVMLookupIntrinsicID("llvm.ptrmask", 12);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(cg->mod, id, tys, 2);
+    LLVMValueRef args[2] = {p, LLVMConstInt(cg->i64, (uint64_t)-align, 1)};
+    return LLVMBuildCall2(cg->b, LLVMGlobalGetValueType(fn), fn, args, 2,
+                          "");
+}
+
 /* The declaration of the pool's `int64 kl_pool_run(fn, ctx, nchunks)`. */
 static LLVMValueRef
 pool_run_decl(Cg *cg, LLVMTypeRef *fnty)
@@ -1019,6 +1032,19 @@ emit_inst(Cg *cg, int32_t id, LLVMValueRef *args)
             args[k - 1] = OPND(k);
         }
         v = emit_elemptr(cg, OPND(0), at, args);
+        break;
+    }
+    case KL_OP_misalign:
+        v = LLVMBuildAnd(b, LLVMBuildPtrToInt(b, OPND(0), cg->i64, ""),
+                         LLVMConstInt(cg->i64, (uint64_t)in->imm.i - 1, 0),
+                         "");
+        break;
+    case KL_OP_alignptr:
+        v = emit_alignptr(cg, OPND(0), in->imm.i);
+        break;
+    case KL_OP_ptroff: {
+        LLVMValueRef off = OPND(1);
+        v = LLVMBuildGEP2(b, mem_type(cg, T->elem), OPND(0), &off, 1, "");
         break;
     }
     case KL_OP_load:

@@ -244,6 +244,68 @@ optimise(LLVMModuleRef mod, KlDiag *d)
     return 0;
 }
 
+/* Is store st one of passes/stream.c's, vectorised at a known alignment
+ * of 16 bytes or more: a vector store whose address is a chain of GEPs
+ * from llvm.ptrmask (which only that pass's `alignptr` makes)? */
+static int
+streaming_store(LLVMValueRef st, unsigned ptrmask)
+{
+    LLVMValueRef v = LLVMGetOperand(st, 0), p = LLVMGetOperand(st, 1);
+    if (LLVMGetTypeKind(LLVMTypeOf(v)) != LLVMVectorTypeKind
+        || LLVMGetAlignment(st) < 16) {
+        return 0;
+    }
+    while (LLVMIsAGetElementPtrInst(p)) {
+        p = LLVMGetOperand(p, 0);
+    }
+    if (!LLVMIsACallInst(p)) {
+        return 0;
+    }
+    LLVMValueRef callee = LLVMGetCalledValue(p);
+    return LLVMIsAFunction(callee) && LLVMGetIntrinsicID(callee) == ptrmask;
+}
+
+/* Marks passes/stream.c's vector stores non-temporal, after optimisation
+ * (LLVM does not vectorise a loop whose scalar stores are marked), and
+ * fences each function holding one before it returns: streaming stores
+ * are weakly ordered, and must be visible once the pool's job is done. */
+static void
+mark_streams(LLVMModuleRef mod)
+{
+    LLVMContextRef ctx = LLVMGetModuleContext(mod);
+    unsigned kind = LLVMGetMDKindIDInContext(ctx, "nontemporal", 11);
+    unsigned ptrmask = LLVMLookupIntrinsicID("llvm.ptrmask", 12);
+    LLVMMetadataRef one = LLVMValueAsMetadata(
+        LLVMConstInt(LLVMInt32TypeInContext(ctx), 1, 0));
+    LLVMValueRef node = LLVMMetadataAsValue(ctx,
+                                            LLVMMDNodeInContext2(ctx, &one, 1));
+    LLVMBuilderRef b = LLVMCreateBuilderInContext(ctx);
+    for (LLVMValueRef fn = LLVMGetFirstFunction(mod); fn != NULL;
+         fn = LLVMGetNextFunction(fn)) {
+        int marked = 0;
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn); bb != NULL;
+             bb = LLVMGetNextBasicBlock(bb)) {
+            for (LLVMValueRef i = LLVMGetFirstInstruction(bb); i != NULL;
+                 i = LLVMGetNextInstruction(i)) {
+                if (LLVMIsAStoreInst(i) && streaming_store(i, ptrmask)) {
+                    LLVMSetMetadata(i, kind, node);
+                    marked = 1;
+                }
+            }
+        }
+        for (LLVMBasicBlockRef bb = LLVMGetFirstBasicBlock(fn);
+             marked && bb != NULL; bb = LLVMGetNextBasicBlock(bb)) {
+            LLVMValueRef t = LLVMGetBasicBlockTerminator(bb);
+            if (t != NULL && LLVMIsAReturnInst(t)) {
+                LLVMPositionBuilderBefore(b, t);
+                LLVMBuildFence(b, LLVMAtomicOrderingSequentiallyConsistent, 0,
+                               "");
+            }
+        }
+    }
+    LLVMDisposeBuilder(b);
+}
+
 /* Translates m into a new module of a new context (*tsc, *mod) with the
  * entry `name`, optimised, and fills text when non-NULL (lock held, JIT
  * initialised).  0, or -1 with d filled and nothing left to dispose. */
@@ -258,8 +320,15 @@ build_module(KlModule *m, const char *name, KlLlvmText *text,
     LLVMTargetDataRef layout = LLVMCreateTargetDataLayout(tm);
     LLVMSetModuleDataLayout(*mod, layout);
     LLVMDisposeTargetData(layout);
-    if (kl_llvm_codegen(m, *mod, name, d) < 0 || optimise(*mod, d) < 0
-        || (text != NULL && module_text(*mod, text, d) < 0)) {
+    if (kl_llvm_codegen(m, *mod, name, d) < 0 || optimise(*mod, d) < 0) {
+        LLVMDisposeModule(*mod);
+        LLVMOrcDisposeThreadSafeContext(*tsc);
+        return -1;
+    }
+    if (m->options.stream) {
+        mark_streams(*mod);
+    }
+    if (text != NULL && module_text(*mod, text, d) < 0) {
         LLVMDisposeModule(*mod);
         LLVMOrcDisposeThreadSafeContext(*tsc);
         return -1;
