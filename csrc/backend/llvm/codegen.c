@@ -159,21 +159,6 @@ fm_step(Cg *cg, const KlInst *in, LLVMValueRef v)
     return v;
 }
 
-/* Lets the vectoriser use the host's widest vectors: LLVM prefers 256-bit
- * ones on AVX-512 machines unless told otherwise. */
-static void
-prefer_wide_vectors(LLVMValueRef fn)
-{
-    static int wide = -1;
-    if (wide < 0) {
-        char *features = LLVMGetHostCPUFeatures();
-        wide = features != NULL && strstr(features, "+avx512f") != NULL;
-        LLVMDisposeMessage(features);
-    }
-    if (wide) {
-        LLVMAddTargetDependentFunctionAttr(fn, "prefer-vector-width", "512");
-    }
-}
 
 /* Adds the enum attribute `name` (value 0) to function or call v at idx. */
 static void
@@ -308,16 +293,39 @@ emit_vmath_call(Cg *cg, KlMathFn fn, LLVMValueRef x)
     return call;
 }
 
-/* Keeps the vector variants the module declared (llvm.compiler.used). */
+/* Vector width: LLVM's choice for the host, which on AVX-512 machines is
+ * 256-bit vectors of AVX-512 instructions (measured as fast or faster
+ * than 512-bit ones on every workload of bench/, memory-bound ones by 10
+ * to 20%), except in modules that call the vector exp or log of vmath.c,
+ * whose variants are as wide as the host's widest vectors. */
+static void
+prefer_vmath_width(Cg *cg)
+{
+    for (LLVMValueRef fn = LLVMGetFirstFunction(cg->mod); fn != NULL;
+         fn = LLVMGetNextFunction(fn)) {
+        if (LLVMCountBasicBlocks(fn) > 0) {
+            LLVMAddTargetDependentFunctionAttr(fn, "prefer-vector-width",
+                                               "512");
+        }
+    }
+}
+
+/* Keeps the vector variants the module declared (llvm.compiler.used), and
+ * makes its functions vectorise at their width. */
 static void
 keep_vmath(Cg *cg)
 {
     LLVMValueRef used[KL_VMATH__COUNT];
     unsigned n = 0;
+    int wide = 0;
     for (int k = 0; k < KL_VMATH__COUNT; k++) {
         if (cg->vmath[k] != NULL) {
             used[n++] = cg->vmath[k];
+            wide |= kl_llvm_vmath_width((KlVmath)k) > 4;
         }
+    }
+    if (wide) {
+        prefer_vmath_width(cg);
     }
     if (n > 0) {
         LLVMTypeRef aty = LLVMArrayType2(cg->ptr, n);
@@ -749,7 +757,6 @@ emit_trampoline(Cg *cg, int32_t bi, LLVMTypeRef ctxty, unsigned nfields)
         cg->mod, name, LLVMFunctionType(cg->i32, params, 2, 0));
     LLVMSetLinkage(fn, LLVMInternalLinkage);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
-    prefer_wide_vectors(fn);
     LLVMValueRef *args = malloc(sizeof(LLVMValueRef) * (nfields + 1));
     if (args == NULL) {
         kl_error(cg->d, KL_DIAG_NOMEM, 0, "out of memory");
@@ -1169,7 +1176,6 @@ declare_funcs(Cg *cg)
         cg->fns[i] = LLVMAddFunction(cg->mod, name, cg->fntys[i]);
         LLVMSetLinkage(cg->fns[i], LLVMInternalLinkage);
         add_attr(cg, cg->fns[i], LLVMAttributeFunctionIndex, "nounwind", 0);
-        prefer_wide_vectors(cg->fns[i]);
     }
     return 0;
 }
@@ -1302,7 +1308,6 @@ emit_entry(Cg *cg, const char *name)
     LLVMTypeRef fnty = LLVMFunctionType(cg->i32, params, 3, 0);
     LLVMValueRef fn = LLVMAddFunction(cg->mod, name, fnty);
     add_attr(cg, fn, LLVMAttributeFunctionIndex, "nounwind", 0);
-    prefer_wide_vectors(fn);
     unsigned nh = has_result(f) ? 2 : 1;
     unsigned na = nh + (unsigned)f->nparams;
     LLVMValueRef *args = malloc(sizeof(LLVMValueRef) * na);
