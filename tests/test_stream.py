@@ -252,3 +252,44 @@ def test_streaming_instructions(rng):
 
     copy(x[:1000], np.zeros(1000))
     assert "movnt" not in copy.inspect_asm()
+
+
+CACHED = '''
+import numpy as np
+import kiln
+from kiln import f64, prange
+
+
+@kiln.jit(cache=True)
+def scale(x: f64[:], out: f64[:]) -> None:
+    for i in prange(x.shape[0]):
+        out[i] = x[i] * 2.5 + 1.0
+
+
+x = np.arange({n}, dtype=np.float64)
+out = np.zeros_like(x)
+scale(x, out)
+assert np.array_equal(out, x * 2.5 + 1.0)
+print(scale.cache_hits, "movnt" in scale.inspect_asm())
+'''
+
+
+@pytest.mark.skipif(not X86, reason="x86 instruction names")
+@pytest.mark.skipif(os.environ.get("KILN_DISABLE_JIT", "") not in ("", "0"),
+                    reason="no compiled code without the JIT")
+def test_streaming_code_from_the_disk_cache(tmp_path):
+    """cache=True keeps which arrays a kernel can stream: a process that
+    loads the kernel from disk still runs streaming code for a large
+    output."""
+    import subprocess
+    import sys
+    script = tmp_path / "cached_stream.py"
+    script.write_text(CACHED.format(n=BIG // 8))
+    env = dict(os.environ, KILN_CACHE_DIR=str(tmp_path / "cache"))
+    runs = [subprocess.run([sys.executable, str(script)], env=env,
+                           capture_output=True, text=True, timeout=300)
+            for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    assert runs[0].stdout.split() == ["0", "True"]
+    assert runs[1].stdout.split() == ["2", "True"]
