@@ -1137,9 +1137,9 @@ array_span(const KlArrayArg *x, const KlType *t, uintptr_t *lo, uintptr_t *hi)
     return 1;
 }
 
-/* Whether the call's arguments (types key, unboxed in slots) include at
- * least two arrays and no two of them share a byte of memory.  Calls with
- * more than KL_SPAN_ARRAYS arrays take the plain build. */
+/* Whether the call's arguments (types key, unboxed in slots) include an
+ * array and no two of them share a byte of memory.  Calls with more than
+ * KL_SPAN_ARRAYS arrays take the plain build. */
 #define KL_SPAN_ARRAYS 8
 
 static int
@@ -1156,7 +1156,7 @@ arrays_disjoint(const KlType **key, const KlSlot *slots, int32_t n)
         }
         m += array_span(&slots[i].arr, key[i], &lo[m], &hi[m]);
     }
-    if (narrays < 2) {
+    if (narrays < 1) {
         return 0;
     }
     for (int i = 0; i < m; i++) {

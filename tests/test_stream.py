@@ -254,6 +254,22 @@ def test_streaming_instructions(rng):
     assert "movnt" not in copy.inspect_asm()
 
 
+@kiln.jit
+def ramp(out: f64[:], step: float) -> None:
+    for i in prange(out.shape[0]):
+        out[i] = i * step
+
+
+def test_single_array_kernel(rng):
+    """A kernel whose only array is its output streams too (no other
+    array can overlap it)."""
+    out = view_at(BIG // 8 + 5, np.float64, 24)
+    ramp(out, 0.25)
+    np.testing.assert_array_equal(out, np.arange(out.size) * 0.25)
+    if X86:
+        assert "movntpd" in ramp.inspect_asm()
+
+
 CACHED = '''
 import numpy as np
 import kiln
