@@ -23,11 +23,11 @@
  *   - L is not too large to copy twice.
  * Then P enters L unchanged when L runs fewer than STREAM_MIN_BYTES of A
  * (or its unit index starts negative); otherwise it enters a copy L1 (the
- * peel), which runs while the element address is not
- * a multiple of STREAM_ALIGN bytes and leaves to block X.  X rounds that
- * address (now aligned) with `alignptr` and enters a second copy L2, which
- * stores to A at `ptroff` of it: addresses LLVM knows to be aligned, so its
- * vector stores are aligned too.  The LLVM backend (jit.c) makes those
+ * peel), which runs while the element address is not a multiple of
+ * STREAM_ALIGN bytes and leaves to block X.  X rounds that address (now
+ * aligned) with `alignptr` and enters a second copy L2, which stores to A
+ * at `ptroff` of it: addresses LLVM knows to be aligned, so its vector
+ * stores are aligned too.  The LLVM backend (jit.c) makes those
  * vector stores non-temporal, and fences each function holding them
  * before it returns, so other threads see the data once the pool's job is
  * done.

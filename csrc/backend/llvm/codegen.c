@@ -159,7 +159,6 @@ fm_step(Cg *cg, const KlInst *in, LLVMValueRef v)
     return v;
 }
 
-
 /* Adds the enum attribute `name` (value 0) to function or call v at idx. */
 static void
 add_attr(Cg *cg, LLVMValueRef v, LLVMAttributeIndex idx, const char *name,
