@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import kiln
-from kiln import c128, f32, f64, i8, i16, prange
+from kiln import c128, f32, f64, i8, i16, prange, u64
 
 SEED = int(os.environ.get("KILN_TEST_SEED", "0")) or None
 BIG = 32 << 20      # bytes: the streaming threshold
@@ -252,6 +252,46 @@ def test_streaming_instructions(rng):
 
     copy(x[:1000], np.zeros(1000))
     assert "movnt" not in copy.inspect_asm()
+
+
+@kiln.jit
+def offset_by_quotient(out: f64[:], n: int, d: u64, m: u64) -> None:
+    for i in range(n):
+        out[i + np.int64(m // d)] = 1.0
+
+
+@kiln.jit
+def row_by_quotient(out: f64[:, :], n: int, d: u64, m: u64) -> None:
+    for j in range(n):
+        out[np.int64(m // d), j] = 1.0
+
+
+@pytest.mark.parametrize("n", [0, 500])
+def test_index_needing_a_check(n):
+    """An index whose computation lower guards (a division by a value that
+    is zero here) is not computed ahead of the loop: the loop raises
+    ZeroDivisionError in its first iteration when it runs, before any
+    store, and nothing happens when it does not.  (NumPy returns 0 for an
+    unsigned division by zero; kiln raises, as docs/language.md says, so
+    CPython is not the oracle here.)"""
+    for kernel, arr in ((offset_by_quotient, np.zeros(BIG // 8)),
+                        (row_by_quotient, np.zeros((4, BIG // 32)))):
+        if n:
+            with pytest.raises(ZeroDivisionError):
+                kernel(arr, n, np.uint64(0), np.uint64(7))
+        else:
+            kernel(arr, n, np.uint64(0), np.uint64(7))
+        assert not arr.any()
+
+
+def test_complex_at_half_its_size(rng):
+    """complex128 needs only 8-byte alignment: an output 8 bytes after a
+    cache line never reaches a 64-byte boundary by whole elements, and is
+    written as usual, with the same results."""
+    x = big(np.complex128, rng)
+    out = view_at(x.size, np.complex128, 8)
+    conj_c128(x, out)
+    np.testing.assert_array_equal(out, expected(conj_c128, x))
 
 
 @kiln.jit

@@ -109,7 +109,8 @@ KL_OP(elemptr, -1, KL_PURE,
 KL_OP(load, 1, 0, "read the element at address %a; T is its type")
 KL_OP(store, 2, 0, "write %b to the element at address %a; T is void")
 KL_OP(misalign, 1, KL_PURE,
-      "address %a modulo imm.i bytes (a power of two); int64")
+      "address %a modulo imm.i bytes (a power of two); int64.  %a may "
+      "point outside its array (an unchecked index): some value then")
 KL_OP(alignptr, 1, KL_PURE,
       "address %a rounded down to a multiple of imm.i bytes (a power of "
       "two); T is %a's type.  Made by passes/stream.c only where %a is "

@@ -22,7 +22,8 @@
  *     of such an index u for negative values, when u >= 0 on entry;
  *   - L is not too large to copy twice.
  * Then P enters L unchanged when L runs fewer than STREAM_MIN_BYTES of A
- * (or its unit index starts negative); otherwise it enters a copy L1 (the
+ * (or its unit index starts negative, or A's address is not a multiple
+ * of its item size); otherwise it enters a copy L1 (the
  * peel), which runs while the element address is not a multiple of
  * STREAM_ALIGN bytes and leaves to block X.  X rounds that address (now
  * aligned) with `alignptr` and enters a second copy L2, which stores to A
@@ -86,8 +87,36 @@ is_const(const KlFunc *f, int32_t v, int64_t value)
 
 #define MAX_DEPTH 8     /* of the expressions looked through */
 
-/* Is v the same in every iteration of L: defined outside it, or a pure
- * operation of such values (a constant, an extent)? */
+/* May in be computed ahead of the loop's checks: it cannot trap, and
+ * gives a defined value for any operands? */
+static int
+always_defined(const KlFunc *f, const KlInst *in)
+{
+    const KlType *from = in->nargs > 0 ? f->insts[in->args[0]].type : NULL;
+    switch (in->op) {
+    case KL_OP_cast:        /* between ints: truncates or extends */
+        return from->kind == KL_T_INT || from->kind == KL_T_BOOL;
+    case KL_OP_const:
+    case KL_OP_dim:
+    case KL_OP_add:
+    case KL_OP_sub:
+    case KL_OP_mul:
+    case KL_OP_and:
+    case KL_OP_or:
+    case KL_OP_xor:
+    case KL_OP_cmp:
+    case KL_OP_select:
+        return 1;
+    default:
+        return 0;
+    }
+}
+
+/* Is v the same in every iteration of L: defined outside it, or an
+ * operation of such values that is defined ahead of the loop's checks (a
+ * constant, an extent, integer arithmetic; not a division, which lower
+ * guards by a check inside L)?  Copies of such values are computed
+ * before L runs. */
 static int
 invariant(const Stream *S, int32_t v, int depth)
 {
@@ -95,8 +124,8 @@ invariant(const Stream *S, int32_t v, int depth)
     if (outside(S, v)) {
         return 1;
     }
-    if (depth > MAX_DEPTH || !(kl_op_flags(in->op) & KL_PURE)
-        || in->op == KL_OP_bparam || in->op == KL_OP_arg) {
+    if (depth > MAX_DEPTH || !always_defined(S->f, in)
+        || (in->type->kind != KL_T_INT && in->type->kind != KL_T_BOOL)) {
         return 0;
     }
     for (int32_t k = 0; k < in->nargs; k++) {
@@ -388,10 +417,10 @@ reopen(KlFunc *f, int32_t b)
 }
 
 /* Ends P: to the peel (header h1) when L runs, runs at least
- * STREAM_MIN_BYTES of A, and its unit index is not negative (so the last
- * index stays that unit index); else to L.  The peel ends: the dispatcher
- * passes only arrays aligned to their item size, which divides
- * STREAM_ALIGN. */
+ * STREAM_MIN_BYTES of A, its unit index is not negative (so the last index
+ * stays that unit index), and A's first element address is a multiple of
+ * the item size (NumPy aligns complex128 to 8 bytes only), so that the
+ * peel reaches STREAM_ALIGN; else to L. */
 static int
 choose(Stream *S, int32_t h1)
 {
@@ -400,6 +429,10 @@ choose(Stream *S, int32_t h1)
     int32_t p = ej.block, c0 = ej.args[f->insts[S->counter].imm.i];
     int64_t size = kl_type_itemsize(f->insts[S->addr].type->elem);
     reopen(f, p);
+    int32_t able = emit_cmp(S, p, KL_CMP_EQ,
+                            emit1(S, p, KL_OP_misalign, kl_i64,
+                                  addr_at(S, p, c0), size),
+                            kl_const_int(f, p, kl_i64, 0, ej.line));
     int32_t trips = emit2(S, p, KL_OP_sub, kl_u64,
                           emit1(S, p, KL_OP_cast, kl_u64, S->stop, 0),
                           emit1(S, p, KL_OP_cast, kl_u64, c0, 0));
@@ -410,7 +443,9 @@ choose(Stream *S, int32_t h1)
     int32_t nonneg = emit_cmp(S, p, KL_CMP_GE, index_at(S, S->unit, p, c0),
                               zero);
     int32_t ok = emit_guarded(S, p, emit_cmp(S, p, KL_CMP_LT, c0, S->stop),
-                              emit2(S, p, KL_OP_and, kl_bool, nonneg, lng));
+                              emit2(S, p, KL_OP_and, kl_bool, nonneg,
+                                    emit2(S, p, KL_OP_and, kl_bool, able,
+                                          lng)));
     int32_t yes = new_block(S), no = new_block(S);
     if (ok < 0 || yes < 0 || no < 0
         || kl_branch(f, p, ok, yes, no, ej.line) < 0

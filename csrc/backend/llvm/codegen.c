@@ -1041,9 +1041,12 @@ emit_inst(Cg *cg, int32_t id, LLVMValueRef *args)
         break;
     }
     case KL_OP_misalign:
-        v = LLVMBuildAnd(b, LLVMBuildPtrToInt(b, OPND(0), cg->i64, ""),
-                         LLVMConstInt(cg->i64, (uint64_t)in->imm.i - 1, 0),
-                         "");
+        /* frozen: passes/stream.c asks before the index is checked, so the
+         * address may be past the array (poison, as an inbounds GEP) */
+        v = LLVMBuildFreeze(
+            b, LLVMBuildAnd(b, LLVMBuildPtrToInt(b, OPND(0), cg->i64, ""),
+                            LLVMConstInt(cg->i64, (uint64_t)in->imm.i - 1,
+                                         0), ""), "");
         break;
     case KL_OP_alignptr:
         v = emit_alignptr(cg, OPND(0), in->imm.i);
