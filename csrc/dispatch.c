@@ -1182,10 +1182,10 @@ streams_large(uint64_t arrays, const KlType **key, const KlSlot *slots,
         }
         int64_t bytes = kl_type_itemsize(key[i]->elem);
         for (int k = 0; k < key[i]->ndim; k++) {
-            bytes *= slots[i].arr.shape[k];
-            if (bytes >= KL_STREAM_BYTES) {
-                return 1;
-            }
+            bytes *= slots[i].arr.shape[k];     /* an array's size: fits */
+        }
+        if (bytes >= KL_STREAM_BYTES) {
+            return 1;
         }
     }
     return 0;
