@@ -4,9 +4,9 @@
  * thread that posts it runs chunks too.  Two things keep a job from
  * waiting on a thread that is slow to wake, which on a virtual machine can
  * take a millisecond or more:
- *   - after a job each worker spins for up to KL_POOL_SPIN_NS watching for
- *     the next one before it sleeps on a condition variable, so a run of
- *     kernel calls finds it awake;
+ *   - after a job each worker that took part spins for up to
+ *     KL_POOL_SPIN_NS watching for the next one before it sleeps on a
+ *     condition variable, so a run of kernel calls finds it awake;
  *   - a worker joins a job only while it is open.  The posting thread
  *     closes the job when it finds no chunk left, and then waits only for
  *     the workers that joined: a worker that wakes later skips the job.
@@ -136,16 +136,16 @@ leave(void)
 }
 
 /* The ticket of the first job after job `seen`: spins for up to
- * KL_POOL_SPIN_NS, then sleeps until it is posted. */
+ * KL_POOL_SPIN_NS when `spin`, then sleeps until it is posted. */
 static uint64_t
-next_ticket(uint64_t seen)
+next_ticket(uint64_t seen, int spin)
 {
     int64_t start = now_ns();
     uint64_t t;
     for (unsigned i = 1; ((t = atomic_load(&ticket)) >> TICKET_SHIFT) == seen;
          i++) {
         cpu_relax();
-        if (i % 64 == 0 && now_ns() - start > KL_POOL_SPIN_NS) {
+        if (!spin || (i % 64 == 0 && now_ns() - start > KL_POOL_SPIN_NS)) {
             pthread_mutex_lock(&lock);
             while (((t = atomic_load(&ticket)) >> TICKET_SHIFT) == seen) {
                 pthread_cond_wait(&wake, &lock);
@@ -164,11 +164,12 @@ worker(void *arg)
     pthread_mutex_lock(&lock);
     uint64_t seen = born[index];
     pthread_mutex_unlock(&lock);
+    int took_part = 1;      /* only workers that took part spin */
     for (;;) {
-        uint64_t t = next_ticket(seen);
+        uint64_t t = next_ticket(seen, took_part);
         seen = t >> TICKET_SHIFT;
-        if (index >= (int)(t & ((1u << TICKET_SHIFT) - 1))
-            || !join(seen)) {
+        took_part = index < (int)(t & ((1u << TICKET_SHIFT) - 1));
+        if (!took_part || !join(seen)) {
             continue;
         }
         run_chunks();
