@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 
 import kiln
+from conftest import JIT_DISABLED
 from kiln import c128, f32, f64, i8, i16, prange, u64
+
+pytestmark = pytest.mark.skipif(JIT_DISABLED,
+                                reason="streaming stores are compiled code")
 
 SEED = int(os.environ.get("KILN_TEST_SEED", "0")) or None
 BIG = 32 << 20      # bytes: the streaming threshold
@@ -331,8 +335,6 @@ print(scale.cache_hits, "movnt" in scale.inspect_asm())
 
 
 @pytest.mark.skipif(not X86, reason="x86 instruction names")
-@pytest.mark.skipif(os.environ.get("KILN_DISABLE_JIT", "") not in ("", "0"),
-                    reason="no compiled code without the JIT")
 def test_streaming_code_from_the_disk_cache(tmp_path):
     """cache=True keeps which arrays a kernel can stream: a process that
     loads the kernel from disk still runs streaming code for a large
