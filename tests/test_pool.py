@@ -63,6 +63,12 @@ def test_concurrent_calls_and_thread_counts():
     problems = []
 
     def hammer(calls):
+        try:
+            hammer_calls(calls)
+        except BaseException as e:      # a thread's failure must show
+            problems.append(repr(e))
+
+    def hammer_calls(calls):
         for j in range(calls):
             if total(a) != want:
                 problems.append("a different sum")
