@@ -325,6 +325,13 @@ kl_block_term(const KlFunc *f, int32_t b)
     return (kl_op_flags(f->insts[last].op) & KL_TERM) ? last : -1;
 }
 
+int32_t
+kl_block_reopen(KlFunc *f, int32_t b)
+{
+    KlBlock *blk = &f->blocks[b];
+    return blk->insts.items[--blk->insts.len];
+}
+
 int
 kl_block_succs(const KlFunc *f, int32_t b, int32_t out[2])
 {

@@ -300,6 +300,10 @@ int32_t kl_branch(KlFunc *f, int32_t b, int32_t cond, int32_t if_true,
 
 /* The block's terminator, or -1 when it has none yet. */
 int32_t kl_block_term(const KlFunc *f, int32_t b);
+/* Takes block b's terminator out of its instruction list and returns it
+ * (its id), so that a pass can append before it and end the block again
+ * (kl_vec_push, or a new terminator). */
+int32_t kl_block_reopen(KlFunc *f, int32_t b);
 /* The blocks block b's terminator goes to, into out[0..2): their number,
  * or -1 when b has no terminator or a target is out of range. */
 int kl_block_succs(const KlFunc *f, int32_t b, int32_t out[2]);

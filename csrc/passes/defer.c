@@ -56,21 +56,6 @@ in_loop(const Defer *D, int32_t b)
     return D->f->blocks[b].loop == D->loop;
 }
 
-static int32_t
-term_of(const KlFunc *f, int32_t b)
-{
-    const KlBlock *blk = &f->blocks[b];
-    return blk->insts.len > 0 ? blk->insts.items[blk->insts.len - 1] : -1;
-}
-
-/* Takes block b's terminator out of its list (to append before it). */
-static int32_t
-reopen(KlFunc *f, int32_t b)
-{
-    KlBlock *blk = &f->blocks[b];
-    return blk->insts.items[--blk->insts.len];
-}
-
 /* Puts terminator t back at the end of block b. */
 static int
 reclose(Defer *D, int32_t b, int32_t t)
@@ -126,7 +111,7 @@ deferrable_region(const Defer *D, int32_t b, int depth)
             return 0;
         }
     }
-    const KlInst *t = &f->insts[term_of(f, b)];
+    const KlInst *t = &f->insts[kl_block_term(f, b)];
     if (t->op == KL_OP_raise) {
         return t->aux == 1;
     }
@@ -166,7 +151,7 @@ static int
 counted_exit(const Defer *D)
 {
     const KlFunc *f = D->f;
-    const KlInst *br = &f->insts[term_of(f, D->header)];
+    const KlInst *br = &f->insts[kl_block_term(f, D->header)];
     if (br->op != KL_OP_branch) {
         return 0;
     }
@@ -197,7 +182,7 @@ counted_exit(const Defer *D)
         }
         /* a header param: the values the latches pass for it */
         for (int32_t b = 0; b < f->nblocks; b++) {
-            int32_t t = term_of(f, b);
+            int32_t t = kl_block_term(f, b);
             if (t < 0 || !in_loop(D, b) || f->insts[t].op != KL_OP_jump
                 || f->insts[t].imm.i != D->header) {
                 continue;
@@ -437,7 +422,7 @@ defer_branch(Defer *D, int32_t b, int32_t br, int to_region)
     KlFunc *f = D->f;
     KlInst in = f->insts[br];
     int32_t cont = to_region ? in.aux : (int32_t)in.imm.i;
-    reopen(f, b);
+    kl_block_reopen(f, b);
     int32_t cond = in.args[0];
     if (!to_region) {
         int32_t yes = kl_const_int(f, b, kl_bool, 1, in.line);
@@ -471,7 +456,7 @@ rewrite_body(Defer *D, int32_t nblocks)
         int to_region;
         plan[b] = -1;
         if (in_loop(D, b)
-            && deferrable_branch(D, &f->insts[term_of(f, b)], &to_region)) {
+            && deferrable_branch(D, &f->insts[kl_block_term(f, b)], &to_region)) {
             plan[b] = (signed char)to_region;
         }
     }
@@ -479,7 +464,7 @@ rewrite_body(Defer *D, int32_t nblocks)
         if (!in_loop(D, b)) {
             continue;
         }
-        int32_t t = term_of(f, b);
+        int32_t t = kl_block_term(f, b);
         if (plan[b] >= 0) {
             if (defer_branch(D, b, t, plan[b]) < 0) {
                 free(plan);
@@ -488,7 +473,7 @@ rewrite_body(Defer *D, int32_t nblocks)
         }
         else if (f->insts[t].op == KL_OP_raise) {
             int line = f->insts[t].line;
-            reopen(f, b);
+            kl_block_reopen(f, b);
             if (kl_jump(f, b, D->rerun, 0, NULL, line) < 0) {
                 free(plan);
                 return nomem(D);
@@ -509,7 +494,7 @@ make_cell(Defer *D, int line)
     if (at == NULL || pt == NULL) {
         return nomem(D);
     }
-    int32_t t = reopen(f, 0);
+    int32_t t = kl_block_reopen(f, 0);
     int32_t arr = emit(D, 0, KL_OP_scratch, at, line, 0, 0, 0);
     int32_t zero = kl_const_int(f, 0, kl_i64, 0, line);
     if (arr < 0 || zero < 0) {
@@ -521,7 +506,7 @@ make_cell(Defer *D, int line)
         return -1;
     }
     int32_t pre = f->insts[D->entry_jump].block;
-    t = reopen(f, pre);
+    t = kl_block_reopen(f, pre);
     int32_t no = kl_const_int(f, pre, FLAG_TYPE, 0, line);
     if (no < 0 || emit(D, pre, KL_OP_store, kl_void, line, 2, D->cell,
                        no) < 0) {
@@ -594,7 +579,7 @@ wire_exits(Defer *D, const int32_t *live, int32_t nlive, int32_t done_c,
     if (kl_branch(f, check, failed, D->rerun, done_l, line) < 0) {
         return nomem(D);
     }
-    KlInst *hb = &f->insts[term_of(f, D->header)];
+    KlInst *hb = &f->insts[kl_block_term(f, D->header)];
     if ((int32_t)hb->imm.i == D->exit) {
         hb->imm.i = check;
     }
@@ -610,7 +595,7 @@ transform(Defer *D)
 {
     KlFunc *f = D->f;
     int32_t nblocks = f->nblocks;
-    int line = f->insts[term_of(f, D->header)].line;
+    int line = f->insts[kl_block_term(f, D->header)].line;
     int32_t *live = NULL, nlive = 0;
     int rc = -1;
     if (find_live_outs(D, &live, &nlive) < 0 || make_cell(D, line) < 0

@@ -408,14 +408,6 @@ new_block(Stream *S)
     return b;
 }
 
-/* Takes block b's terminator out of its list (to append before it). */
-static KlInst
-reopen(KlFunc *f, int32_t b)
-{
-    KlBlock *blk = &f->blocks[b];
-    return f->insts[blk->insts.items[--blk->insts.len]];
-}
-
 /* Ends P: to the peel (header h1) when L runs, runs at least
  * STREAM_MIN_BYTES of A, its unit index is not negative (so the last index
  * stays that unit index), and A's first element address is a multiple of
@@ -428,18 +420,17 @@ choose(Stream *S, int32_t h1)
     KlInst ej = f->insts[S->entry_jump];
     int32_t p = ej.block, c0 = ej.args[f->insts[S->counter].imm.i];
     int64_t size = kl_type_itemsize(f->insts[S->addr].type->elem);
-    reopen(f, p);
+    kl_block_reopen(f, p);
+    int32_t zero = kl_const_int(f, p, kl_i64, 0, ej.line);
     int32_t able = emit_cmp(S, p, KL_CMP_EQ,
                             emit1(S, p, KL_OP_misalign, kl_i64,
-                                  addr_at(S, p, c0), size),
-                            kl_const_int(f, p, kl_i64, 0, ej.line));
+                                  addr_at(S, p, c0), size), zero);
     int32_t trips = emit2(S, p, KL_OP_sub, kl_u64,
                           emit1(S, p, KL_OP_cast, kl_u64, S->stop, 0),
                           emit1(S, p, KL_OP_cast, kl_u64, c0, 0));
     int32_t lng = emit_cmp(S, p, KL_CMP_GE, trips,
                            kl_const_int(f, p, kl_u64,
                                         STREAM_MIN_BYTES / size, ej.line));
-    int32_t zero = kl_const_int(f, p, kl_i64, 0, ej.line);
     int32_t nonneg = emit_cmp(S, p, KL_CMP_GE, index_at(S, S->unit, p, c0),
                               zero);
     int32_t ok = emit_guarded(S, p, emit_cmp(S, p, KL_CMP_LT, c0, S->stop),
@@ -463,7 +454,7 @@ static int
 peel(Stream *S, int32_t h1, int32_t c1, int32_t x, int32_t *base)
 {
     KlFunc *f = S->f;
-    KlInst br = reopen(f, h1);
+    KlInst br = f->insts[kl_block_reopen(f, h1)];
     int32_t a1 = addr_at(S, h1, c1);
     int32_t mis = emit1(S, h1, KL_OP_misalign, kl_i64, a1, STREAM_ALIGN);
     int32_t off = emit_cmp(S, h1, KL_CMP_NE, mis,
@@ -484,7 +475,7 @@ static int
 rebase(Stream *S, int32_t h2, int32_t base, int32_t c1)
 {
     KlFunc *f = S->f;
-    KlInst br = reopen(f, h2);
+    KlInst br = f->insts[kl_block_reopen(f, h2)];
     int32_t q = emit2(S, h2, KL_OP_ptroff, f->insts[base].type, base,
                       emit2(S, h2, KL_OP_sub, kl_i64,
                             S->vmap[S->counter], c1));
@@ -553,8 +544,8 @@ done:
 
 /* Which entry arrays no load of the module can read: writable[k] set for
  * a C-layout array parameter k no known load reads, all clear when some
- * load's array is unknown.  -1 when out of memory. */
-static int
+ * load's array is unknown. */
+static void
 write_only(const KlModule *m, int32_t *const *map, uint8_t *writable)
 {
     const KlFunc *f0 = m->funcs[0];
@@ -575,14 +566,13 @@ write_only(const KlModule *m, int32_t *const *map, uint8_t *writable)
                         : kl_array_of(m, map, fi, ep->args[0]);
             if (e == KL_ARRAY_UNKNOWN || e == KL_ARRAY_UNSET) {
                 memset(writable, 0, (size_t)f0->nparams);
-                return 0;
+                return;
             }
             if (e >= 0) {
                 writable[e] = 0;
             }
         }
     }
-    return 0;
 }
 
 /* Does loop l of f qualify (see the file comment)?  Fills S. */
@@ -616,10 +606,11 @@ kl_stream(KlModule *m, uint64_t *arrays, KlDiag *d)
     int32_t **map = kl_array_params(m);
     uint8_t *writable = malloc((size_t)f0->nparams + 1);
     int rc = -1;
-    if (map == NULL || writable == NULL || write_only(m, map, writable) < 0) {
+    if (map == NULL || writable == NULL) {
         nomem(d);
         goto done;
     }
+    write_only(m, map, writable);
     for (int32_t fi = 0; fi < m->nfuncs; fi++) {
         KlFunc *f = m->funcs[fi];
         int32_t nloops = f->nloops;
