@@ -248,7 +248,8 @@ compile_any(void *func, const KlType **argtypes, int32_t nargs,
 
     if (resolve(m, func, argtypes, nargs, 0, d) < 0
         || lower_all(m, d) < 0
-        || (options.target == 0 && kl_stream(m, &c->stream_arrays, d) < 0)) {
+        || (options.target == 0 && (kl_stream(m, &c->stream_arrays, d) < 0
+                                    || kl_jam(m, d) < 0))) {
         goto fail;
     }
     if (want_text && (c->ir_text = kl_module_print(m)) == NULL) {

@@ -73,6 +73,11 @@ int kl_defer(KlFunc *f, KlDiag *d);
  * (non-temporal) stores; *arrays gets a bit per such array parameter.
  * With KlOptions.stream, rewrites those loops to do so. */
 int kl_stream(KlModule *m, uint64_t *arrays, KlDiag *d);
+/* passes/jam.c: on a lowered module of the CPU target, runs groups of
+ * KL_JAM iterations of prange bodies side by side where their inner loops
+ * read the same elements (parallel.c makes chunks whole groups). */
+#define KL_JAM 4
+int kl_jam(KlModule *m, KlDiag *d);
 
 /* ---- CPU backend (backend/llvm/) ------------------------------------ */
 

@@ -818,8 +818,14 @@ print_func(KlText *b, const KlFunc *f, int index)
                     type_text(in->type));
         }
         kl_text_printf(b, "):");
+        if (blk->loop >= 0 || blk->cold) {
+            kl_text_printf(b, "  ;");
+        }
         if (blk->loop >= 0) {
-            kl_text_printf(b, "  ; loop%d", blk->loop);
+            kl_text_printf(b, " loop%d", blk->loop);
+        }
+        if (blk->cold) {
+            kl_text_printf(b, " cold");
         }
         kl_text_printf(b, "\n");
         int line = -1;

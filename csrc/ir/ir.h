@@ -175,6 +175,9 @@ typedef struct KlBlock {
     KlVec insts;            /* instruction ids in order; params first */
     int32_t nparams;        /* leading bparam instructions */
     int32_t loop;           /* innermost loop containing it, -1 if none */
+    uint8_t cold;           /* entered only when a check failed: defer's
+                               re-run of a loop (a block ending in `raise`
+                               is cold without the mark) */
 } KlBlock;
 
 /* A source loop, kept from the frontend to the backends. */

@@ -608,6 +608,7 @@ transform(Defer *D)
         || wire_exits(D, live, nlive, done_c, line) < 0) {
         goto done;
     }
+    f->blocks[D->rerun].cold = 1;
     rc = rewrite_body(D, nblocks);
 done:
     free(live);

@@ -56,13 +56,22 @@ typedef struct Carried {
     int32_t ident;      /* B: the family's identity (a constant) */
 } Carried;
 
-/* An access a[i + c] along one axis that holds for every iteration of a
- * chunk when its last iteration's index is below the extent. */
+/* An access a[x + c] along one axis that the fast copy's guard proves for
+ * a whole chunk.  x is the prange counter i (start and stop -1): every
+ * index of the chunk lies in [0, extent) when the last one does; or x is
+ * the counter of an inner `for x in range(start, stop, step)` with a
+ * positive step and start and stop defined before the prange loop: every
+ * index lies in [start + c, stop + c); or there is no x (start and stop
+ * KL_SPLIT_CONST): the index is the constant c >= 0. */
 typedef struct Split {
     int32_t array;      /* F value of the array (defined before the loop) */
     int32_t axis;       /* which index */
-    int64_t c;          /* constant offset >= 0 from the counter */
+    int64_t c;          /* constant offset from the counter */
+    int32_t start;      /* inner counter: F values of its bounds, else -1 */
+    int32_t stop;
 } Split;
+
+#define KL_SPLIT_CONST (-2)
 
 typedef struct Par {
     KlFunc *f;          /* function holding the loop */
@@ -1029,6 +1038,22 @@ min_chunk(const Par *P)
     return KL_MIN_FLAT_CHUNK;
 }
 
+/* What CPU chunk sizes should be a multiple of: passes/jam.c runs groups
+ * of KL_JAM iterations of a body with inner loops and no reduction. */
+static int64_t
+chunk_multiple(const Par *P)
+{
+    const KlFunc *f = P->f;
+    int inner = 0;
+    for (int32_t l = 0; l < f->nloops; l++) {
+        inner |= l != P->loop && loop_within(f, l, P->loop);
+    }
+    for (int32_t i = 0; i < P->ncar; i++) {
+        inner &= P->car[i].fam == FAM_NONE;
+    }
+    return f->mod->options.target == 0 && inner ? KL_JAM : 1;
+}
+
 /* Emits in F block `at`: niters, chunk size and chunk count. */
 static int
 emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
@@ -1050,6 +1075,23 @@ emit_chunking(Par *P, int32_t at, int line, int32_t out[3])
     int32_t mc[2] = {cs0, least};
     int32_t cs = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_max, 2,
                          mc);
+    int64_t g = chunk_multiple(P);
+    if (g > 1) {
+        /* cs = max(cs, min(cs rounded up to a multiple of g, n // 16)):
+         * whole groups, while keeping about 16 chunks or more */
+        int32_t gm1 = kl_const_int(f, at, kl_pyint, g - 1, line);
+        int32_t gc = kl_const_int(f, at, kl_pyint, g, line);
+        int32_t up = binop(f, at, KL_BIN_MUL, kl_pyint, line,
+                           binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line,
+                                 binop(f, at, KL_BIN_ADD, kl_pyint, line, cs,
+                                       gm1), gc), gc);
+        int32_t few[2] = {up, binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, n,
+                                    kl_const_int(f, at, kl_pyint, 16, line))};
+        int32_t m2[2] = {cs, emit_in(f, at, KL_OP_py_builtin, kl_pyint, line,
+                                     KL_BI_min, 2, few)};
+        cs = emit_in(f, at, KL_OP_py_builtin, kl_pyint, line, KL_BI_max, 2,
+                     m2);
+    }
     int32_t nch = binop(f, at, KL_BIN_ADD, kl_pyint, line,
                         binop(f, at, KL_BIN_FLOORDIV, kl_pyint, line, n1, cs),
                         one);
@@ -1258,46 +1300,173 @@ rewrite_parent(Par *P, int32_t bindex, int line)
     return 0;
 }
 
-/* The constant offset c >= 0 when index v is the counter plus c; -1 when
- * it is not of that form. */
-static int64_t
-counter_offset(Par *P, int32_t v)
+static int
+is_i64(const KlType *t)
+{
+    return t != NULL && t->kind == KL_T_INT && t->bits == 64 && t->is_signed;
+}
+
+/* v, or the one other value block parameter v always receives (loops
+ * pass their unchanging values around as parameters). */
+static int32_t
+same_value(KlFunc *f, int32_t v)
+{
+    for (int depth = 0; depth < 8 && f->insts[v].op == KL_OP_bparam;
+         depth++) {
+        int32_t h = f->insts[v].block, only = -1;
+        for (int32_t b = 0; b < f->nblocks; b++) {
+            KlInst *t = term_of(f, b);
+            if (t == NULL || t->op != KL_OP_jump || t->imm.i != h) {
+                continue;
+            }
+            int32_t x = t->args[f->insts[v].imm.i];
+            if (x != v && only >= 0 && x != only) {
+                return v;
+            }
+            only = x != v ? x : only;
+        }
+        if (only < 0) {
+            return v;
+        }
+        v = only;
+    }
+    return v;
+}
+
+/* The value of range() argument v as a value B can use before its loop:
+ * a constant, or a captured F value defined before the prange loop
+ * (through int() conversions and unchanging block parameters); -1 when
+ * there is none. */
+static int32_t
+invariant_arg(Par *P, int32_t v)
 {
     KlFunc *f = P->f;
-    if (v == P->counter) {
-        return 0;
-    }
-    KlInst *in = &f->insts[v];
-    if (in->op != KL_OP_py_binop || in->aux != KL_BIN_ADD || in->imm.i != 0) {
-        return -1;
-    }
-    for (int j = 0; j < 2; j++) {
-        KlInst *k = &f->insts[in->args[1 - j]];
-        if (in->args[j] == P->counter && k->op == KL_OP_const
-            && k->type->kind == KL_T_INT && k->imm.i >= 0
-            && k->imm.i < INT32_MAX) {
-            return k->imm.i;
+    for (int depth = 0; depth < 8; depth++) {
+        v = same_value(f, v);
+        KlInst *in = &f->insts[v];
+        if (!is_i64(in->type)) {
+            return -1;
         }
+        if (in->op == KL_OP_const) {
+            return v;
+        }
+        if (!P->inloop[in->block] && in->block != P->header) {
+            for (int32_t i = 0; i < P->captured.len; i++) {
+                if (P->captured.items[i] == v) {
+                    return v;
+                }
+            }
+            return -1;
+        }
+        if (in->op != KL_OP_py_builtin || in->aux != KL_BI_int
+            || in->imm.i != 1 || in->nargs != 1) {
+            return -1;
+        }
+        v = in->args[0];
     }
     return -1;
 }
 
-/* Finds the checked accesses a[i + c] (i the counter, c >= 0, a defined
- * before the loop) that a chunk can prove at once: with start >= 0 and a
- * positive step constant, every index of the chunk lies in [0, extent)
- * when the last one does.  B then holds two copies of the loop: one
- * without those checks, taken when the guard holds, and the checked one,
- * which raises where CPython would. */
+/* Whether x, a parameter of an inner loop's header, is that loop's range
+ * counter with a positive step, taking only its start value from outside
+ * the loop and its advances from inside, and whether block blk lies in
+ * that loop's body (where x < stop).  Fills sp->start and sp->stop. */
+static int
+inner_counter(Par *P, int32_t x, int32_t blk, Split *sp)
+{
+    KlFunc *f = P->f;
+    int32_t h = f->insts[x].block;
+    int32_t l = f->blocks[h].loop;
+    KlInst *br = term_of(f, h);
+    if (f->insts[x].op != KL_OP_bparam || !P->inloop[h] || l < 0
+        || f->loops[l].header != h || blk == h || f->blocks[blk].loop < 0
+        || !loop_within(f, f->blocks[blk].loop, l) || br == NULL
+        || br->op != KL_OP_branch) {
+        return 0;
+    }
+    KlInst *test = &f->insts[br->args[0]];
+    KlInst *step = &f->insts[same_value(f, test->args[2])];
+    int32_t out = f->blocks[br->aux].loop;
+    if (test->op != KL_OP_py_range_test || same_value(f, test->args[0]) != x
+        || step->op != KL_OP_const || step->imm.i <= 0
+        || (out >= 0 && loop_within(f, out, l))) {
+        return 0;
+    }
+    int32_t start = -1;
+    for (int32_t b = 0; b < f->nblocks; b++) {
+        KlInst *t = term_of(f, b);
+        if (t == NULL || t->op != KL_OP_jump || t->imm.i != h) {
+            continue;
+        }
+        int32_t a = t->args[f->insts[x].imm.i];
+        KlInst *adv = &f->insts[a];
+        int inside = f->blocks[b].loop >= 0 && loop_within(f, f->blocks[b].loop, l);
+        if (inside && !(adv->op == KL_OP_py_binop && adv->aux == KL_BIN_ADD
+                        && adv->imm.i == 1 && same_value(f, adv->args[0]) == x
+                        && same_value(f, adv->args[1]) == same_value(f, test->args[2]))) {
+            return 0;
+        }
+        if (!inside && ((a = invariant_arg(P, a)) < 0
+                        || (start >= 0 && a != start))) {
+            return 0;
+        }
+        start = inside ? start : a;
+    }
+    sp->start = start;
+    sp->stop = invariant_arg(P, test->args[1]);
+    return start >= 0 && sp->stop >= 0;
+}
+
+/* The split of index idx of an access in block blk, if it has one. */
+static int
+find_split(Par *P, int32_t blk, int32_t idx, int counter_ok, Split *sp)
+{
+    KlFunc *f = P->f;
+    KlInst *in = &f->insts[same_value(f, idx)];
+    int32_t x = idx;
+    sp->c = 0;
+    sp->start = sp->stop = -1;
+    if (in->op == KL_OP_const && is_i64(in->type) && in->imm.i >= 0
+        && in->imm.i < INT32_MAX) {
+        sp->c = in->imm.i;
+        sp->start = sp->stop = KL_SPLIT_CONST;
+        return 1;
+    }
+    in = &f->insts[idx];
+    if (in->op == KL_OP_py_binop && in->imm.i == 0 && is_i64(in->type)
+        && (in->aux == KL_BIN_ADD || in->aux == KL_BIN_SUB)) {
+        for (int j = 0; j < 2; j++) {
+            KlInst *k = &f->insts[same_value(f, in->args[1 - j])];
+            if (k->op == KL_OP_const && is_i64(k->type)
+                && k->imm.i > -INT32_MAX && k->imm.i < INT32_MAX
+                && (j == 0 || in->aux == KL_BIN_ADD)) {
+                x = in->args[j];
+                sp->c = in->aux == KL_BIN_SUB ? -k->imm.i : k->imm.i;
+                break;
+            }
+        }
+        if (x == idx) {
+            return 0;
+        }
+    }
+    if (x == P->counter) {
+        return counter_ok && sp->c >= 0;
+    }
+    return inner_counter(P, same_value(f, x), blk, sp);
+}
+
+/* Finds the checked accesses a[x + c] (see Split; a defined before the
+ * loop) that a chunk can prove at once.  B then holds two copies of the
+ * loop: one without those checks, taken when the guard holds, and the
+ * checked one, which raises where CPython would. */
 static int
 find_splits(Par *P)
 {
     KlFunc *f = P->f;
     KlInst *start = &f->insts[entry_value(P, P->counter)];
     KlInst *step = &f->insts[entry_value(P, P->step)];
-    if (start->op != KL_OP_const || start->imm.i < 0
-        || step->op != KL_OP_const || step->imm.i <= 0) {
-        return 0;
-    }
+    int counter_ok = start->op == KL_OP_const && start->imm.i >= 0
+                     && step->op == KL_OP_const && step->imm.i > 0;
     P->proves = calloc((size_t)f->ninsts + 1, sizeof(int64_t));
     P->splits = malloc(sizeof(Split) * 32);
     if (P->proves == NULL || P->splits == NULL) {
@@ -1316,21 +1485,59 @@ find_splits(Par *P)
             }
             for (int32_t j = first; j < u->nargs && P->nsplits < 32; j++) {
                 int axis = j - first;
-                int64_t c = counter_offset(P, u->args[j]);
-                if ((u->imm.i >> axis & 1) || c < 0) {
+                Split *sp = &P->splits[P->nsplits];
+                if ((u->imm.i >> axis & 1)
+                    || !find_split(P, b, u->args[j], counter_ok, sp)) {
                     continue;
                 }
                 P->proves[id] |= (int64_t)1 << axis;
-                P->splits[P->nsplits++] =
-                    (Split){entry_value(P, u->args[0]), axis, c};
+                sp->array = entry_value(P, u->args[0]);
+                sp->axis = axis;
+                P->nsplits++;
             }
         }
     }
     return 0;
 }
 
-/* B's guard: the last index of the chunk, plus each split's offset, lies
- * below the split's extent. */
+/* B's value of F value v (a constant, or captured) for the guard. */
+static int32_t
+guard_value(Par *P, int32_t v, int line)
+{
+    KlInst *in = &P->f->insts[v];
+    return in->op == KL_OP_const ? kl_const_int(P->b, 0, kl_pyint, in->imm.i,
+                                                line)
+                                 : P->vmap[v];
+}
+
+/* The guard's test of an inner counter's split, of extent dim: the loop
+ * runs no iteration, or every index x + c lies in [0, dim). */
+static int32_t
+inner_guard(Par *P, const Split *sp, int32_t dim, int line)
+{
+    KlFunc *g = P->b;
+    int32_t start = guard_value(P, sp->start, line);
+    int32_t stop = guard_value(P, sp->stop, line);
+    int32_t empty[2] = {stop, start};
+    int32_t low[2] = {start, kl_const_int(g, 0, kl_pyint, -sp->c, line)};
+    int32_t high[2] = {stop, binop(g, 0, KL_BIN_SUB, kl_pyint, line, dim,
+                                   kl_const_int(g, 0, kl_pyint, sp->c,
+                                                line))};
+    if (start < 0 || stop < 0 || low[1] < 0 || high[1] < 0) {
+        return -1;
+    }
+    int32_t in = binop(g, 0, KL_BIN_AND, kl_bool, line,
+                       emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_GE,
+                               2, low),
+                       emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_LE,
+                               2, high));
+    return binop(g, 0, KL_BIN_OR, kl_bool, line,
+                 emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_LE, 2,
+                         empty),
+                 in);
+}
+
+/* B's guard: each split's indices lie in [0, extent) (see Split). */
 static int32_t
 emit_guard(Par *P, int line)
 {
@@ -1354,6 +1561,24 @@ emit_guard(Par *P, int line)
         int32_t ax[2] = {shape, kl_const_int(g, 0, kl_pyint, sp->axis, line)};
         int32_t dim = emit_in(g, 0, KL_OP_py_getitem, kl_pyint, line, 0, 2,
                               ax);
+        if (sp->start == KL_SPLIT_CONST) {
+            int32_t lt[2] = {kl_const_int(g, 0, kl_pyint, sp->c, line), dim};
+            int32_t in = emit_in(g, 0, KL_OP_py_cmp, kl_bool, line,
+                                 KL_CMP_LT, 2, lt);
+            ok = ok < 0 ? in : binop(g, 0, KL_BIN_AND, kl_bool, line, ok, in);
+            if (in < 0 || ok < 0) {
+                return -1;
+            }
+            continue;
+        }
+        if (sp->start >= 0) {
+            int32_t in = dim < 0 ? -1 : inner_guard(P, sp, dim, line);
+            ok = ok < 0 ? in : binop(g, 0, KL_BIN_AND, kl_bool, line, ok, in);
+            if (in < 0 || ok < 0) {
+                return -1;
+            }
+            continue;
+        }
         int32_t idx = binop(g, 0, KL_BIN_ADD, kl_pyint, line, last,
                             kl_const_int(g, 0, kl_pyint, sp->c, line));
         int32_t lt[2] = {idx, dim};
