@@ -363,6 +363,17 @@ in_loop(const KlFunc *f, int32_t loop, int32_t b)
     return f->blocks[b].loop == loop;
 }
 
+int
+kl_loop_within(const KlFunc *f, int32_t inner, int32_t outer)
+{
+    for (int32_t l = inner; l >= 0; l = f->loops[l].parent) {
+        if (l == outer) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 int32_t
 kl_loop_entry(const KlFunc *f, int32_t loop)
 {

@@ -313,6 +313,8 @@ int kl_block_succs(const KlFunc *f, int32_t b, int32_t out[2]);
 
 /* ---- loops and arrays (analyses shared by passes and backends) ------ */
 
+/* Whether loop `inner` lies in loop `outer` or is it (-1 lies in none). */
+int kl_loop_within(const KlFunc *f, int32_t inner, int32_t outer);
 /* For loop `loop` with no inner loop: the one jump from outside into its
  * header, or -1 when it has another entry, or an exit other than its
  * header's test to its exit block (a break). */

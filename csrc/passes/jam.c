@@ -18,7 +18,8 @@
  *     jump back passes k + 1;
  *   - the group's blocks (those reached from the body without entering a
  *     cold block, see KlBlock.cold) leave the loop only by those jumps
- *     back, and every branch among them that tests a value depending on
+ *     back (and call no function that may raise, which would return at
+ *     once), and every branch among them that tests a value depending on
  *     the member (on k, on memory, on a call) has one cold side;
  *   - an inner loop loads from an address that does not depend on k.
  * Values that depend on the member get one copy per member; kiln's own
@@ -41,7 +42,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KL_JAM_MAX_INSTS 1500   /* body size beyond which code grows too much */
+#define KL_JAM_MAX_INSTS 1500   /* larger bodies would grow too much */
 #define KL_JAM_CELLS 8          /* scratch cells a body may use */
 
 typedef struct Jam {
@@ -49,6 +50,7 @@ typedef struct Jam {
     const KlModule *m;
     int32_t *const *arrays;     /* kl_array_params of m */
     int32_t fi;                 /* f's index in m */
+    const uint8_t *raising;     /* per function of m: it may raise */
     int32_t loop, header, counter, hi, body, entry_jump;
     int32_t nblocks, ninsts;    /* before the rewrite */
     uint8_t *inside;            /* per block: in the loop, not its header */
@@ -63,17 +65,6 @@ typedef struct Jam {
     int32_t cells[KL_JAM_CELLS];
     int32_t cell_copy[KL_JAM_CELLS][KL_JAM];
 } Jam;
-
-static int
-within(const KlFunc *f, int32_t inner, int32_t outer)
-{
-    for (int32_t l = inner; l >= 0; l = f->loops[l].parent) {
-        if (l == outer) {
-            return 1;
-        }
-    }
-    return 0;
-}
 
 static const KlInst *
 term_of(const Jam *J, int32_t b)
@@ -341,6 +332,9 @@ body_ok(const Jam *J)
                     return 0;
                 }
             }
+            if (in->op == KL_OP_call && J->raising[in->imm.i]) {
+                return 0;
+            }
             reuse |= in->op == KL_OP_load && f->blocks[b].loop != J->loop
                      && !J->dep[in->args[0]];
         }
@@ -463,11 +457,11 @@ copy_blocks(Jam *J, int32_t group)
 }
 
 /* Copies of the group's instructions but terminators: per member when
- * dep, else one; owner[new - ninsts] is the member.  Operands are
+ * dep, else one; owner[new - from] is the member.  Operands are
  * remapped afterwards (remap), as a use may come before its definition
  * in block order. */
 static int
-copy_insts(Jam *J, int32_t *owner)
+copy_insts(Jam *J, int32_t *owner, int32_t from)
 {
     KlFunc *f = J->f;
     for (int32_t b = 0; b < J->nblocks; b++) {
@@ -485,7 +479,7 @@ copy_insts(Jam *J, int32_t *owner)
                 }
                 f->insts[id].aux = in.aux;
                 f->insts[id].imm = in.imm;
-                owner[id - J->ninsts] = u;
+                owner[id - from] = u;
                 for (int w = u; w < (n == 1 ? KL_JAM : u + 1); w++) {
                     set_member(J, w, old, id);
                 }
@@ -502,7 +496,7 @@ remap(Jam *J, const int32_t *owner, int32_t from)
     for (int32_t id = from; id < f->ninsts; id++) {
         KlInst *in = &f->insts[id];
         for (int32_t k = 0; in->op != KL_OP_bparam && k < in->nargs; k++) {
-            in->args[k] = member(J, owner[id - J->ninsts], in->args[k]);
+            in->args[k] = member(J, owner[id - from], in->args[k]);
         }
     }
 }
@@ -593,10 +587,10 @@ rewrite(Jam *J)
         set_member(J, u, J->counter, ku);
     }
     int32_t from = f->ninsts;
-    int32_t *owner = calloc((size_t)KL_JAM * (size_t)J->ninsts + 16,
+    int32_t *owner = calloc((size_t)KL_JAM * (size_t)J->ninsts + 1,
                             sizeof(int32_t));
     if (owner == NULL || copy_blocks(J, group) < 0
-        || copy_insts(J, owner) < 0) {
+        || copy_insts(J, owner, from) < 0) {
         free(owner);
         return -1;
     }
@@ -649,7 +643,7 @@ jam_loop(Jam *J, int32_t l)
     }
     for (int32_t b = 0; b < f->nblocks; b++) {
         J->inside[b] = b != J->header && f->blocks[b].loop >= 0
-                       && within(f, f->blocks[b].loop, l);
+                       && kl_loop_within(f, f->blocks[b].loop, l);
     }
     rc = 0;
     if (header_ok(J) && scan_memory(J)) {
@@ -668,9 +662,31 @@ done:
     return rc;
 }
 
+/* Per function of m: whether it may raise (a raise, a pfor, or a call of
+ * a function that may); malloc'ed, NULL when out of memory. */
+static uint8_t *
+raising_funcs(const KlModule *m)
+{
+    uint8_t *r = calloc((size_t)m->nfuncs + 1, 1);
+    for (int changed = r != NULL; changed;) {
+        changed = 0;
+        for (int32_t fi = 0; fi < m->nfuncs; fi++) {
+            const KlFunc *f = m->funcs[fi];
+            for (int32_t i = 0; i < f->ninsts && !r[fi]; i++) {
+                const KlInst *in = &f->insts[i];
+                r[fi] = in->op == KL_OP_raise || in->op == KL_OP_pfor
+                        || (in->op == KL_OP_call && r[in->imm.i]);
+                changed |= r[fi];
+            }
+        }
+    }
+    return r;
+}
+
 /* Jams the chunk loops of pfor body fi (its outermost loops). */
 static int
-jam_body(const KlModule *m, int32_t *const *arrays, int32_t fi, KlDiag *d)
+jam_body(const KlModule *m, int32_t *const *arrays, const uint8_t *raising,
+         int32_t fi, KlDiag *d)
 {
     KlFunc *f = m->funcs[fi];
     int32_t nloops = f->nloops;
@@ -679,7 +695,8 @@ jam_body(const KlModule *m, int32_t *const *arrays, int32_t fi, KlDiag *d)
         if (f->loops[l].parent >= 0 || f->loops[l].header < 0) {
             continue;
         }
-        Jam J = {.f = f, .m = m, .arrays = arrays, .fi = fi};
+        Jam J = {.f = f, .m = m, .arrays = arrays, .fi = fi,
+                 .raising = raising};
         int r = jam_loop(&J, l);
         if (r < 0) {
             return kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
@@ -693,9 +710,10 @@ int
 kl_jam(KlModule *m, KlDiag *d)
 {
     uint8_t *body = calloc((size_t)m->nfuncs + 1, 1);
+    uint8_t *raising = raising_funcs(m);
     int32_t **arrays = kl_array_params(m);
     int rc = 0;
-    if (body == NULL || arrays == NULL) {
+    if (body == NULL || raising == NULL || arrays == NULL) {
         rc = kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
     }
     for (int32_t fi = 0; rc == 0 && fi < m->nfuncs; fi++) {
@@ -710,12 +728,13 @@ kl_jam(KlModule *m, KlDiag *d)
     }
     for (int32_t fi = 0; rc == 0 && fi < m->nfuncs; fi++) {
         if (body[fi]) {
-            rc = jam_body(m, arrays, fi, d);
+            rc = jam_body(m, arrays, raising, fi, d);
         }
     }
     if (arrays != NULL) {
         kl_array_params_free(m, arrays);
     }
     free(body);
+    free(raising);
     return rc;
 }

@@ -115,18 +115,6 @@ term_of(KlFunc *f, int32_t b)
     return t < 0 ? NULL : &f->insts[t];
 }
 
-/* Does loop `inner` lie in loop `outer` (or equal it)? */
-static int
-loop_within(const KlFunc *f, int32_t inner, int32_t outer)
-{
-    for (int32_t l = inner; l >= 0; l = f->loops[l].parent) {
-        if (l == outer) {
-            return 1;
-        }
-    }
-    return 0;
-}
-
 /* Marks the blocks that move into B: those of the loop (but the header),
  * plus raising blocks they reach that lie outside it. */
 static int
@@ -139,7 +127,7 @@ mark_blocks(Par *P)
     }
     for (int32_t b = 0; b < f->nblocks; b++) {
         if (b != P->header && f->blocks[b].loop >= 0
-            && loop_within(f, f->blocks[b].loop, P->loop)) {
+            && kl_loop_within(f, f->blocks[b].loop, P->loop)) {
             P->inloop[b] = 1;
         }
     }
@@ -831,7 +819,7 @@ copy_loops(Par *P)
     for (int32_t l = 0; l < f->nloops; l++) {
         lmap[l] = -1;
         KlLoop *lp = &f->loops[l];
-        if (l == P->loop || !loop_within(f, l, P->loop) || lp->header < 0) {
+        if (l == P->loop || !kl_loop_within(f, l, P->loop) || lp->header < 0) {
             continue;
         }
         int32_t parent = lp->parent == P->loop ? outer : lmap[lp->parent];
@@ -1023,7 +1011,7 @@ min_chunk(const Par *P)
         return 1;
     }
     for (int32_t l = 0; l < f->nloops; l++) {
-        if (l != P->loop && loop_within(f, l, P->loop)) {
+        if (l != P->loop && kl_loop_within(f, l, P->loop)) {
             return 1;
         }
     }
@@ -1046,7 +1034,7 @@ chunk_multiple(const Par *P)
     const KlFunc *f = P->f;
     int inner = 0;
     for (int32_t l = 0; l < f->nloops; l++) {
-        inner |= l != P->loop && loop_within(f, l, P->loop);
+        inner |= l != P->loop && kl_loop_within(f, l, P->loop);
     }
     for (int32_t i = 0; i < P->ncar; i++) {
         inner &= P->car[i].fam == FAM_NONE;
@@ -1292,7 +1280,7 @@ rewrite_parent(Par *P, int32_t bindex, int line)
         }
     }
     for (int32_t l = 0; l < f->nloops; l++) {
-        if (loop_within(f, l, P->loop) && l != P->loop) {
+        if (kl_loop_within(f, l, P->loop) && l != P->loop) {
             f->loops[l].header = -1;
         }
     }
@@ -1333,10 +1321,53 @@ same_value(KlFunc *f, int32_t v)
     return v;
 }
 
+/* If v is an extent (`a.shape[k]` for a constant k, `len(a)`) of an
+ * array captured from before the loop, sets *arr (its F value) and
+ * *axis. */
+static int
+captured_extent(Par *P, int32_t v, int32_t *arr, int32_t *axis)
+{
+    KlFunc *f = P->f;
+    KlInst *in = &f->insts[v];
+    int32_t a;
+    int64_t k = 0;
+    if (in->op == KL_OP_py_builtin && in->aux == KL_BI_len
+        && in->nargs == 1) {
+        a = in->args[0];
+    }
+    else if (in->op == KL_OP_py_getitem && in->nargs == 2) {
+        KlInst *sh = &f->insts[same_value(f, in->args[0])];
+        KlInst *c = &f->insts[same_value(f, in->args[1])];
+        if (sh->op != KL_OP_py_getattr || sh->aux != KL_ATTR_SHAPE
+            || c->op != KL_OP_const || !is_i64(c->type)) {
+            return 0;
+        }
+        a = sh->args[0];
+        k = c->imm.i;
+    }
+    else {
+        return 0;
+    }
+    a = entry_value(P, same_value(f, a));
+    const KlType *t = f->insts[a].type;
+    if (t == NULL || t->kind != KL_T_ARRAY || t->ndim < 1 || k < -t->ndim
+        || k >= t->ndim) {
+        return 0;
+    }
+    for (int32_t i = 0; i < P->captured.len; i++) {
+        if (P->captured.items[i] == a) {
+            *arr = a;
+            *axis = (int32_t)(k < 0 ? k + t->ndim : k);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* The value of range() argument v as a value B can use before its loop:
- * a constant, or a captured F value defined before the prange loop
- * (through int() conversions and unchanging block parameters); -1 when
- * there is none. */
+ * a constant, a captured F value defined before the prange loop, or an
+ * extent of a captured array (through int() conversions and unchanging
+ * block parameters); -1 when there is none. */
 static int32_t
 invariant_arg(Par *P, int32_t v)
 {
@@ -1347,7 +1378,8 @@ invariant_arg(Par *P, int32_t v)
         if (!is_i64(in->type)) {
             return -1;
         }
-        if (in->op == KL_OP_const) {
+        int32_t arr, axis;
+        if (in->op == KL_OP_const || captured_extent(P, v, &arr, &axis)) {
             return v;
         }
         if (!P->inloop[in->block] && in->block != P->header) {
@@ -1367,6 +1399,16 @@ invariant_arg(Par *P, int32_t v)
     return -1;
 }
 
+/* Is v the (saturating) advance x + step of a range counter x? */
+static int
+is_advance(KlFunc *f, int32_t v, int32_t x, int32_t step)
+{
+    KlInst *in = &f->insts[v];
+    return in->op == KL_OP_py_binop && in->aux == KL_BIN_ADD && in->imm.i == 1
+           && same_value(f, in->args[0]) == x
+           && same_value(f, in->args[1]) == same_value(f, step);
+}
+
 /* Whether x, a parameter of an inner loop's header, is that loop's range
  * counter with a positive step, taking only its start value from outside
  * the loop and its advances from inside, and whether block blk lies in
@@ -1380,16 +1422,19 @@ inner_counter(Par *P, int32_t x, int32_t blk, Split *sp)
     KlInst *br = term_of(f, h);
     if (f->insts[x].op != KL_OP_bparam || !P->inloop[h] || l < 0
         || f->loops[l].header != h || blk == h || f->blocks[blk].loop < 0
-        || !loop_within(f, f->blocks[blk].loop, l) || br == NULL
+        || !kl_loop_within(f, f->blocks[blk].loop, l) || br == NULL
         || br->op != KL_OP_branch) {
         return 0;
     }
     KlInst *test = &f->insts[br->args[0]];
+    if (test->op != KL_OP_py_range_test) {
+        return 0;
+    }
     KlInst *step = &f->insts[same_value(f, test->args[2])];
     int32_t out = f->blocks[br->aux].loop;
-    if (test->op != KL_OP_py_range_test || same_value(f, test->args[0]) != x
+    if (same_value(f, test->args[0]) != x
         || step->op != KL_OP_const || step->imm.i <= 0
-        || (out >= 0 && loop_within(f, out, l))) {
+        || (out >= 0 && kl_loop_within(f, out, l))) {
         return 0;
     }
     int32_t start = -1;
@@ -1399,11 +1444,8 @@ inner_counter(Par *P, int32_t x, int32_t blk, Split *sp)
             continue;
         }
         int32_t a = t->args[f->insts[x].imm.i];
-        KlInst *adv = &f->insts[a];
-        int inside = f->blocks[b].loop >= 0 && loop_within(f, f->blocks[b].loop, l);
-        if (inside && !(adv->op == KL_OP_py_binop && adv->aux == KL_BIN_ADD
-                        && adv->imm.i == 1 && same_value(f, adv->args[0]) == x
-                        && same_value(f, adv->args[1]) == same_value(f, test->args[2]))) {
+        int inside = kl_loop_within(f, f->blocks[b].loop, l);
+        if (inside && !is_advance(f, a, x, test->args[2])) {
             return 0;
         }
         if (!inside && ((a = invariant_arg(P, a)) < 0
@@ -1455,6 +1497,20 @@ find_split(Par *P, int32_t blk, int32_t idx, int counter_ok, Split *sp)
     return inner_counter(P, same_value(f, x), blk, sp);
 }
 
+/* Whether the guard already makes split sp's test. */
+static int
+seen_split(const Par *P, const Split *sp)
+{
+    for (int32_t i = 0; i < P->nsplits; i++) {
+        const Split *o = &P->splits[i];
+        if (o->array == sp->array && o->axis == sp->axis && o->c == sp->c
+            && o->start == sp->start && o->stop == sp->stop) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* Finds the checked accesses a[x + c] (see Split; a defined before the
  * loop) that a chunk can prove at once.  B then holds two copies of the
  * loop: one without those checks, taken when the guard holds, and the
@@ -1493,21 +1549,38 @@ find_splits(Par *P)
                 P->proves[id] |= (int64_t)1 << axis;
                 sp->array = entry_value(P, u->args[0]);
                 sp->axis = axis;
-                P->nsplits++;
+                P->nsplits += !seen_split(P, sp);
             }
         }
     }
     return 0;
 }
 
-/* B's value of F value v (a constant, or captured) for the guard. */
+/* B's extent of captured F array arr along axis, for the guard. */
+static int32_t
+guard_dim(Par *P, int32_t arr, int32_t axis, int line)
+{
+    KlFunc *g = P->b;
+    int32_t a = P->vmap[arr];
+    int32_t shape = emit_in(g, 0, KL_OP_py_getattr,
+                            kl_type_shape(P->f->insts[arr].type->ndim), line,
+                            KL_ATTR_SHAPE, 1, &a);
+    int32_t ax[2] = {shape, kl_const_int(g, 0, kl_pyint, axis, line)};
+    return a < 0 || shape < 0 || ax[1] < 0 ? -1
+           : emit_in(g, 0, KL_OP_py_getitem, kl_pyint, line, 0, 2, ax);
+}
+
+/* B's value of F value v (see invariant_arg) for the guard. */
 static int32_t
 guard_value(Par *P, int32_t v, int line)
 {
     KlInst *in = &P->f->insts[v];
-    return in->op == KL_OP_const ? kl_const_int(P->b, 0, kl_pyint, in->imm.i,
-                                                line)
-                                 : P->vmap[v];
+    int32_t arr, axis;
+    if (in->op == KL_OP_const) {
+        return kl_const_int(P->b, 0, kl_pyint, in->imm.i, line);
+    }
+    return captured_extent(P, v, &arr, &axis) ? guard_dim(P, arr, axis, line)
+                                               : P->vmap[v];
 }
 
 /* The guard's test of an inner counter's split, of extent dim: the loop
@@ -1537,6 +1610,23 @@ inner_guard(Par *P, const Split *sp, int32_t dim, int line)
                  in);
 }
 
+/* The guard's test of a split of the prange counter: the chunk's last
+ * index `last` plus c lies in [0, dim). */
+static int32_t
+counter_guard(Par *P, const Split *sp, int32_t last, int32_t dim, int line)
+{
+    KlFunc *g = P->b;
+    int32_t idx = binop(g, 0, KL_BIN_ADD, kl_pyint, line, last,
+                        kl_const_int(g, 0, kl_pyint, sp->c, line));
+    int32_t lt[2] = {idx, dim};
+    /* idx wraps below zero only past 2**63: then take the checked copy */
+    int32_t ge[2] = {idx, kl_const_int(g, 0, kl_pyint, 0, line)};
+    return binop(g, 0, KL_BIN_AND, kl_bool, line,
+                 emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT, 2, lt),
+                 emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_GE, 2,
+                         ge));
+}
+
 /* B's guard: each split's indices lie in [0, extent) (see Split). */
 static int32_t
 emit_guard(Par *P, int line)
@@ -1552,45 +1642,17 @@ emit_guard(Par *P, int line)
                                P->vmap[entry_value(P, P->step)]));
     int32_t ok = -1;
     for (int32_t i = 0; i < P->nsplits; i++) {
-        Split *sp = &P->splits[i];
-        int32_t arr = P->vmap[sp->array];
-        const KlType *at = P->f->insts[sp->array].type;
-        int32_t shape = emit_in(g, 0, KL_OP_py_getattr,
-                                kl_type_shape(at->ndim), line, KL_ATTR_SHAPE,
-                                1, &arr);
-        int32_t ax[2] = {shape, kl_const_int(g, 0, kl_pyint, sp->axis, line)};
-        int32_t dim = emit_in(g, 0, KL_OP_py_getitem, kl_pyint, line, 0, 2,
-                              ax);
-        if (sp->start == KL_SPLIT_CONST) {
-            int32_t lt[2] = {kl_const_int(g, 0, kl_pyint, sp->c, line), dim};
-            int32_t in = emit_in(g, 0, KL_OP_py_cmp, kl_bool, line,
-                                 KL_CMP_LT, 2, lt);
-            ok = ok < 0 ? in : binop(g, 0, KL_BIN_AND, kl_bool, line, ok, in);
-            if (in < 0 || ok < 0) {
-                return -1;
-            }
-            continue;
-        }
-        if (sp->start >= 0) {
-            int32_t in = dim < 0 ? -1 : inner_guard(P, sp, dim, line);
-            ok = ok < 0 ? in : binop(g, 0, KL_BIN_AND, kl_bool, line, ok, in);
-            if (in < 0 || ok < 0) {
-                return -1;
-            }
-            continue;
-        }
-        int32_t idx = binop(g, 0, KL_BIN_ADD, kl_pyint, line, last,
-                            kl_const_int(g, 0, kl_pyint, sp->c, line));
-        int32_t lt[2] = {idx, dim};
-        int32_t in = emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT, 2,
-                             lt);
-        /* idx wraps below zero only past 2**63: then take the checked copy */
-        int32_t ge[2] = {idx, kl_const_int(g, 0, kl_pyint, 0, line)};
-        in = binop(g, 0, KL_BIN_AND, kl_bool, line, in,
-                   emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_GE, 2,
-                           ge));
+        const Split *sp = &P->splits[i];
+        int32_t dim = guard_dim(P, sp->array, sp->axis, line);
+        int32_t c[2] = {kl_const_int(g, 0, kl_pyint, sp->c, line), dim};
+        int32_t in = dim < 0 ? -1
+                     : sp->start == KL_SPLIT_CONST
+                     ? emit_in(g, 0, KL_OP_py_cmp, kl_bool, line, KL_CMP_LT,
+                               2, c)
+                     : sp->start >= 0 ? inner_guard(P, sp, dim, line)
+                     : counter_guard(P, sp, last, dim, line);
         ok = ok < 0 ? in : binop(g, 0, KL_BIN_AND, kl_bool, line, ok, in);
-        if (arr < 0 || ok < 0) {
+        if (in < 0 || ok < 0) {
             return -1;
         }
     }
