@@ -816,9 +816,10 @@ print_func(KlText *b, const KlFunc *f, int index)
     kl_text_printf(b, ") -> %s\n", type_text(f->ret_type));
     for (int32_t l = 0; l < f->nloops; l++) {
         const KlLoop *lp = &f->loops[l];
-        kl_text_printf(b, "  loop%d: header b%d, body b%d, exit b%d, parent %d%s\n",
-                l, lp->header, lp->body, lp->exit, lp->parent,
-                lp->parallel ? ", parallel" : "");
+        kl_text_printf(b, "  loop%d: header b%d, body b%d, exit b%d, "
+                       "parent %d%s%s\n", l, lp->header, lp->body, lp->exit,
+                       lp->parent, lp->parallel ? ", parallel" : "",
+                       lp->checked ? ", checked" : "");
     }
     for (int32_t k = 0; k < f->nblocks; k++) {
         const KlBlock *blk = &f->blocks[k];

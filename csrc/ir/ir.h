@@ -187,6 +187,8 @@ typedef struct KlLoop {
     int32_t exit;           /* block reached when the test fails */
     int32_t parent;         /* enclosing loop, -1 if outermost */
     uint8_t parallel;       /* written as prange */
+    uint8_t checked;        /* pfor body: the copy of the chunk loop that
+                               runs when the fast copy's guard fails */
 } KlLoop;
 
 typedef struct KlModule KlModule;

@@ -25,11 +25,14 @@
  * Values that depend on the member get one copy per member; kiln's own
  * one-element scratch cells (defer's failure flags) get one cell per
  * member.  The group loop runs while k < hi - (KL_JAM - 1); the original
- * loop then finishes the chunk.
+ * loop then finishes the chunk, or the chunk loop's checked copy
+ * (KlLoop.checked) when the body has one: that copy, run otherwise only by
+ * chunks that may fail a bounds check, is left as it is.
  *
  * Cold sides are where a check failed.  A group whose member would go
- * there leaves for the original loop at the group's first iteration,
- * which runs those iterations again one by one and raises exactly as
+ * there leaves, at the group's first iteration, for the loop that
+ * finishes chunks, which runs those iterations again one by one and
+ * raises exactly as
  * CPython would.  That is only sound when running an iteration again
  * computes what it computed before ("fallback" groups): the arguments do
  * not overlap (KlOptions.noalias), the body reads no array it writes, and
@@ -52,11 +55,12 @@ typedef struct Jam {
     int32_t fi;                 /* f's index in m */
     const uint8_t *raising;     /* per function of m: it may raise */
     int32_t loop, header, counter, hi, body, entry_jump;
+    int32_t finish;             /* header of the loop that finishes chunks */
     int32_t nblocks, ninsts;    /* before the rewrite */
     uint8_t *inside;            /* per block: in the loop, not its header */
     uint8_t *group;             /* per block: runs in the group loop */
     uint8_t *dep;               /* per value: differs between members */
-    int fallback;               /* groups may leave for the original loop */
+    int fallback;               /* groups may leave for J->finish */
     int32_t fb;                 /* the block doing so */
     int32_t *vmap;              /* [u * ninsts + v]: member u's value v */
     int32_t *bmap;              /* block -> its copy in the group loop */
@@ -603,8 +607,8 @@ rewrite(Jam *J)
     int32_t test = lim < 0 ? -1 : kl_emit(f, head, KL_OP_cmp, kl_bool, line,
                                           2, lt);
     if (test < 0 || kl_branch(f, head, test, enter, out, line) < 0
-        || kl_jump(f, out, J->header, 1, &k, line) < 0
-        || kl_jump(f, J->fb, J->header, 1, &k, line) < 0
+        || kl_jump(f, out, J->finish, 1, &k, line) < 0
+        || kl_jump(f, J->fb, J->finish, 1, &k, line) < 0
         || kl_jump(f, enter, J->bmap[J->body], 0, NULL, line) < 0) {
         return -1;
     }
@@ -616,6 +620,30 @@ rewrite(Jam *J)
     }
     f->insts[J->entry_jump].imm.i = head;
     return 0;
+}
+
+/* Where a group's chunk continues one iteration at a time: the checked
+ * copy of the chunk loop when the body has one (the same iterations, with
+ * checks that pass wherever the fast copy runs; the fast copy is then
+ * left unused, which LLVM deletes), else the loop itself. */
+static int32_t
+finish_header(const Jam *J)
+{
+    const KlFunc *f = J->f;
+    for (int32_t l = 0; l < f->nloops; l++) {
+        const KlLoop *lp = &f->loops[l];
+        if (!lp->checked || lp->parent >= 0 || lp->header < 0) {
+            continue;
+        }
+        const KlBlock *h = &f->blocks[lp->header];
+        const KlInst *test = h->nparams == 1 && h->insts.len == 3
+                             ? &f->insts[h->insts.items[1]] : NULL;
+        if (test != NULL && test->op == KL_OP_cmp && test->aux == KL_CMP_LT
+            && test->args[0] == h->insts.items[0] && test->args[1] == J->hi) {
+            return lp->header;
+        }
+    }
+    return J->header;
 }
 
 /* Jams chunk loop l of J->f when it qualifies: 1 if it did, 0 if not, -1
@@ -649,6 +677,7 @@ jam_loop(Jam *J, int32_t l)
     if (header_ok(J) && scan_memory(J)) {
         mark_dep(J);
         if (find_group(J) && body_ok(J)) {
+            J->finish = finish_header(J);
             rc = rewrite(J) < 0 ? -1 : 1;
         }
     }
@@ -692,7 +721,8 @@ jam_body(const KlModule *m, int32_t *const *arrays, const uint8_t *raising,
     int32_t nloops = f->nloops;
     int any = 0;
     for (int32_t l = 0; l < nloops; l++) {
-        if (f->loops[l].parent >= 0 || f->loops[l].header < 0) {
+        if (f->loops[l].parent >= 0 || f->loops[l].header < 0
+            || f->loops[l].checked) {
             continue;
         }
         Jam J = {.f = f, .m = m, .arrays = arrays, .fi = fi,

@@ -799,6 +799,7 @@ build_loop(Par *P, int line, int fast)
         return -1;
     }
     g->blocks[head].loop = g->blocks[body].loop = lp;
+    g->loops[lp].checked = !fast && P->nsplits > 0;
     P->fast = fast;
     if (copy_loops(P) < 0 || copy_blocks(P) < 0) {
         return -1;
