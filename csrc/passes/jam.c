@@ -43,7 +43,6 @@
 #include "../compile.h"
 
 #include <stdlib.h>
-#include <string.h>
 
 #define KL_JAM_MAX_INSTS 1500   /* larger bodies would grow too much */
 #define KL_JAM_CELLS 8          /* scratch cells a body may use */
@@ -204,15 +203,15 @@ base_of(const KlFunc *f, int32_t a)
 }
 
 /* Records address a of a scratch array as a cell: it must be an elemptr
- * of a scratch array, both made before the loop.  0 when it is not. */
+ * of a 1-d scratch array, both made in the entry block (as defer.c does).
+ * 0 when it is not. */
 static int
 add_cell(Jam *J, int32_t a)
 {
     const KlFunc *f = J->f;
     const KlInst *in = &f->insts[a];
-    if (in->op != KL_OP_elemptr || J->inside[in->block]
-        || in->block == J->header
-        || J->inside[f->insts[in->args[0]].block]) {
+    if (in->op != KL_OP_elemptr || in->nargs != 2 || in->block != 0
+        || f->insts[in->args[0]].block != 0) {
         return 0;
     }
     for (int32_t c = 0; c < J->ncells; c++) {
@@ -392,15 +391,8 @@ copy_cells(Jam *J)
             }
             f->insts[a].aux = arr.aux;
             f->insts[a].imm = arr.imm;
-            int32_t *args = kl_arena_alloc(&f->mod->arena, sizeof(int32_t)
-                                           * (size_t)cell.nargs);
-            if (args == NULL) {
-                return -1;
-            }
-            memcpy(args, cell.args, sizeof(int32_t) * (size_t)cell.nargs);
-            args[0] = a;
-            int32_t e = kl_emit(f, 0, cell.op, cell.type, cell.line,
-                                cell.nargs, args);
+            int32_t args[2] = {a, cell.args[1]};
+            int32_t e = kl_emit(f, 0, cell.op, cell.type, cell.line, 2, args);
             if (e < 0) {
                 return -1;
             }
