@@ -41,7 +41,9 @@ PYTEST_DONT_REWRITE: kernels here are compiled by kiln.
 
 import contextlib
 import math
+import os
 import re
+import sys
 import warnings
 
 import numpy as np
@@ -51,6 +53,9 @@ import kiln
 from kiln import prange
 from kiln import testing as ktesting
 from conftest import JIT_DISABLED, call, check, jit, rand_array, reference
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "bench"))
+import kernels_kiln as bench_kernels  # noqa: E402
 
 pytestmark = pytest.mark.skipif(JIT_DISABLED,
                                 reason="jamming is done by compiled code")
@@ -154,34 +159,6 @@ def matvec_reversed(A, x, out):
         for j in range(m):
             s += A[i, j] * x[j]
         out[i] = s
-
-
-def nbody_step(pos, vel, mass, acc, dt, eps2):
-    """bench/kernels_kiln.py's n-body step."""
-    n = pos.shape[0]
-    for i in prange(n):
-        xi = pos[i, 0]
-        yi = pos[i, 1]
-        zi = pos[i, 2]
-        ax = 0.0
-        ay = 0.0
-        az = 0.0
-        for j in range(n):
-            dx = pos[j, 0] - xi
-            dy = pos[j, 1] - yi
-            dz = pos[j, 2] - zi
-            r2 = dx * dx + dy * dy + dz * dz + eps2
-            w = mass[j] / (r2 * math.sqrt(r2))
-            ax += dx * w
-            ay += dy * w
-            az += dz * w
-        acc[i, 0] = ax
-        acc[i, 1] = ay
-        acc[i, 2] = az
-    for i in prange(n):
-        for k in range(3):
-            vel[i, k] += dt * acc[i, k]
-            pos[i, k] += dt * vel[i, k]
 
 
 def nbody_soft(pos, mass, soft, acc):
@@ -585,7 +562,9 @@ def test_matvec(rng):
 
 
 def test_nbody_exact(rng):
-    f = jit(nbody_step)
+    """bench/kernels_kiln.py's n-body step."""
+    f = jit(getattr(bench_kernels.nbody_step, "py_func",
+                    bench_kernels.nbody_step))
     for n in (1, 4, 7, 64, 70, 131):
         pos = rng.standard_normal((n, 3))
         vel = rng.standard_normal((n, 3)) * 0.1
