@@ -44,7 +44,7 @@
 
 #include <stdlib.h>
 
-#define KL_JAM_MAX_INSTS 1500   /* larger bodies would grow too much */
+#define KL_JAM_MAX_INSTS 600    /* larger bodies would grow too much */
 #define KL_JAM_CELLS 8          /* scratch cells a body may use */
 
 typedef struct Jam {
