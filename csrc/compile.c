@@ -230,6 +230,19 @@ done:
     return rc;
 }
 
+/* The CPU target's passes over the whole lowered module: stream, then
+ * jam. */
+static int
+cpu_passes(KlModule *m, uint64_t *streamed, KlDiag *d)
+{
+    int32_t **map = kl_array_params(m);
+    int rc = map == NULL ? kl_error(d, KL_DIAG_NOMEM, 0, "out of memory")
+             : kl_stream(m, map, streamed, d) < 0 || kl_jam(m, map, d) < 0
+             ? -1 : 0;
+    kl_array_params_free(m, map);
+    return rc;
+}
+
 /* kl_compile, or kl_compile_object when obj is non-NULL. */
 static KlCompiled *
 compile_any(void *func, const KlType **argtypes, int32_t nargs,
@@ -248,8 +261,7 @@ compile_any(void *func, const KlType **argtypes, int32_t nargs,
 
     if (resolve(m, func, argtypes, nargs, 0, d) < 0
         || lower_all(m, d) < 0
-        || (options.target == 0 && (kl_stream(m, &c->stream_arrays, d) < 0
-                                    || kl_jam(m, d) < 0))) {
+        || (options.target == 0 && cpu_passes(m, &c->stream_arrays, d) < 0)) {
         goto fail;
     }
     if (want_text && (c->ir_text = kl_module_print(m)) == NULL) {

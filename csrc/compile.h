@@ -70,14 +70,16 @@ int kl_lower(KlFunc *f, KlDiag *d);
 int kl_defer(KlFunc *f, KlDiag *d);
 /* passes/stream.c: on a lowered module of the CPU target, finds the
  * innermost loops that could write an entry array with streaming
- * (non-temporal) stores; *arrays gets a bit per such array parameter.
- * With KlOptions.stream, rewrites those loops to do so. */
-int kl_stream(KlModule *m, uint64_t *arrays, KlDiag *d);
+ * (non-temporal) stores; *streamed gets a bit per such array parameter.
+ * With KlOptions.stream, rewrites those loops to do so.  map is
+ * kl_array_params(m) (which neither this pass nor kl_jam changes). */
+int kl_stream(KlModule *m, int32_t *const *map, uint64_t *streamed,
+              KlDiag *d);
 /* passes/jam.c: on a lowered module of the CPU target, runs groups of
  * KL_JAM iterations of prange bodies side by side where their inner loops
  * read the same elements (parallel.c makes chunks whole groups). */
 #define KL_JAM 4
-int kl_jam(KlModule *m, KlDiag *d);
+int kl_jam(KlModule *m, int32_t *const *map, KlDiag *d);
 
 /* ---- CPU backend (backend/llvm/) ------------------------------------ */
 

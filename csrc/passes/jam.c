@@ -550,9 +550,9 @@ copy_term(Jam *J, int32_t b, int32_t head)
     return rc;
 }
 
-/* The group loop: its header, the members' counters, the exits into the
- * original header (when done, and when leaving a group), and the copy of
- * the group's blocks. */
+/* The group loop: its header, the members' counters, the exits into
+ * J->finish (when done, and when leaving a group), and the copy of the
+ * group's blocks. */
 static int
 rewrite(Jam *J)
 {
@@ -662,7 +662,7 @@ jam_loop(Jam *J, int32_t l)
         goto done;
     }
     for (int32_t b = 0; b < f->nblocks; b++) {
-        J->inside[b] = b != J->header && f->blocks[b].loop >= 0
+        J->inside[b] = b != J->header
                        && kl_loop_within(f, f->blocks[b].loop, l);
     }
     rc = 0;
@@ -729,13 +729,12 @@ jam_body(const KlModule *m, int32_t *const *arrays, const uint8_t *raising,
 }
 
 int
-kl_jam(KlModule *m, KlDiag *d)
+kl_jam(KlModule *m, int32_t *const *map, KlDiag *d)
 {
     uint8_t *body = calloc((size_t)m->nfuncs + 1, 1);
     uint8_t *raising = raising_funcs(m);
-    int32_t **arrays = kl_array_params(m);
     int rc = 0;
-    if (body == NULL || raising == NULL || arrays == NULL) {
+    if (body == NULL || raising == NULL) {
         rc = kl_error(d, KL_DIAG_NOMEM, 0, "out of memory");
     }
     for (int32_t fi = 0; rc == 0 && fi < m->nfuncs; fi++) {
@@ -750,11 +749,8 @@ kl_jam(KlModule *m, KlDiag *d)
     }
     for (int32_t fi = 0; rc == 0 && fi < m->nfuncs; fi++) {
         if (body[fi]) {
-            rc = jam_body(m, arrays, raising, fi, d);
+            rc = jam_body(m, map, raising, fi, d);
         }
-    }
-    if (arrays != NULL) {
-        kl_array_params_free(m, arrays);
     }
     free(body);
     free(raising);

@@ -1422,7 +1422,7 @@ inner_counter(Par *P, int32_t x, int32_t blk, Split *sp)
     int32_t l = f->blocks[h].loop;
     KlInst *br = term_of(f, h);
     if (f->insts[x].op != KL_OP_bparam || !P->inloop[h] || l < 0
-        || f->loops[l].header != h || blk == h || f->blocks[blk].loop < 0
+        || f->loops[l].header != h || blk == h
         || !kl_loop_within(f, f->blocks[blk].loop, l) || br == NULL
         || br->op != KL_OP_branch) {
         return 0;

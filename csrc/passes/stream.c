@@ -599,14 +599,13 @@ qualifying(Stream *S, KlFunc *f, int32_t fi, int32_t l,
 }
 
 int
-kl_stream(KlModule *m, uint64_t *arrays, KlDiag *d)
+kl_stream(KlModule *m, int32_t *const *map, uint64_t *streamed, KlDiag *d)
 {
-    *arrays = 0;
+    *streamed = 0;
     const KlFunc *f0 = m->funcs[0];
-    int32_t **map = kl_array_params(m);
     uint8_t *writable = malloc((size_t)f0->nparams + 1);
     int rc = -1;
-    if (map == NULL || writable == NULL) {
+    if (writable == NULL) {
         nomem(d);
         goto done;
     }
@@ -620,7 +619,7 @@ kl_stream(KlModule *m, uint64_t *arrays, KlDiag *d)
             if (e < 0 || e >= 64) {
                 continue;
             }
-            *arrays |= (uint64_t)1 << e;
+            *streamed |= (uint64_t)1 << e;
             S.d = d;
             if (m->options.stream && (transform(&S) < 0
                                       || kl_verify(f, 1, d) < 0)) {
@@ -630,7 +629,6 @@ kl_stream(KlModule *m, uint64_t *arrays, KlDiag *d)
     }
     rc = 0;
 done:
-    kl_array_params_free(m, map);
     free(writable);
     return rc;
 }
